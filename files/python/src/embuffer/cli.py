@@ -1,0 +1,237 @@
+"""The `embuffer` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from embuffer import __version__
+from embuffer.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from embuffer.journal import Journal, JournalLocked, ServiceLock
+
+log = logging.getLogger("embuffer")
+EXIT_CONFIG = 78      # EX_CONFIG: the configuration is unusable
+EXIT_LOCKED = 75      # EX_TEMPFAIL: another instance holds the journal
+EXIT_INCOMPLETE = 1   # the command ran but could not finish its job (told in the log)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: finishing or rolling back the file in flight",
+                 signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def cmd_config_check(config: Config, _args: argparse.Namespace) -> int:
+    from embuffer.config import runtime_warnings
+
+    warnings = runtime_warnings(config)
+    for warning in warnings:
+        print(f"  - {warning}")
+    verdict = "OK" if not warnings else f"usable, but {len(warnings)} folder(s) unavailable now"
+    print(f"{config.path}: {verdict} ({len(config.cameras)} camera(s), "
+          f"buffer {config.buffer_root})")
+    return 0 if not warnings else 1
+
+
+def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
+    from embuffer.ingest import CameraIngest
+
+    stop = _stop_on_signals()
+    with ServiceLock(config.journal, "ingest"):
+        journal = Journal(config.journal)
+        workers = [CameraIngest(config, camera, journal, stop) for camera in config.cameras]
+        if args.once:
+            failed = False
+            for worker in workers:
+                result = worker.run_once()
+                log.info("camera %s: %d handled, %d waiting", worker.camera.host,
+                         result.handled, result.waiting)
+                failed = failed or bool(result.errors)
+            return EXIT_INCOMPLETE if failed else 0
+        threads = [threading.Thread(target=worker.run_forever, name=f"ingest-{worker.camera.host}")
+                   for worker in workers]
+        for thread in threads:
+            thread.start()
+        log.info("ingest running for %s", ", ".join(c.host for c in config.cameras))
+        while any(thread.is_alive() for thread in threads):
+            stop.wait(1.0)
+            for thread in threads:
+                thread.join(timeout=0.01)
+        return 0
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from embuffer.status import collect, render
+
+    journal = Journal(config.journal)
+    while True:
+        status = collect(config, journal)
+        if args.json:
+            print(json.dumps(status.as_dict(), indent=2, default=str))
+        else:
+            print(render(status))
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)
+        print("\033[2J\033[H", end="")
+
+
+def cmd_verify(config: Config, args: argparse.Namespace) -> int:
+    from embuffer.verify import verify_path, verify_primary_session
+
+    journal = Journal(config.journal)
+    if args.primary:
+        problems = verify_primary_session(config, journal, args.primary)
+    else:
+        if not args.path:
+            print("embuffer verify: give a PATH or --primary SESSION", file=sys.stderr)
+            return 2
+        problems = verify_path(journal, Path(args.path))
+    for line in problems.lines:
+        print(line)
+    return 0 if problems.ok else 1
+
+
+def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
+    from embuffer.quarantine import format_listing, quarantined
+
+    journal = Journal(config.journal)
+    if args.action == "list":
+        print(format_listing(quarantined(journal)))
+        return 0
+    from embuffer.ingest import CameraIngest
+
+    # retry copies files like ingest does, so it must not run beside an ingest service
+    with ServiceLock(config.journal, "ingest"):
+        stop = _stop_on_signals()
+        for camera in config.cameras:
+            placed, left = CameraIngest(config, camera, journal, stop).retry_quarantined()
+            print(f"camera {camera.host}: {placed} placed, {left} still quarantined")
+    return 0
+
+
+def cmd_archive(config: Config, args: argparse.Namespace) -> int:
+    from embuffer.archive import Archiver, pause, resume
+
+    journal = Journal(config.journal)
+    if args.action == "pause":
+        pause(journal, args.reason)
+        print(f"archive paused: {args.reason}")
+        return 0
+    if args.action == "resume":
+        print("archive resumed" if resume(journal) else "archive was not paused")
+        return 0
+    if config.archive.primary is None:
+        print(f"{config.path}: [archive] primary is not set; nothing to archive to",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    stop = _stop_on_signals()
+    with ServiceLock(config.journal, "archive"):
+        archiver = Archiver(config, journal, stop)
+        if args.once:
+            return 0 if archiver.run_once() else EXIT_INCOMPLETE
+        archiver.run_forever()
+    return 0
+
+
+def cmd_purge(config: Config, args: argparse.Namespace) -> int:
+    from embuffer.purge import Purger
+
+    with ServiceLock(config.journal, "purge"):
+        purger = Purger(config, Journal(config.journal), paranoid=args.paranoid)
+        report = purger.run(dry_run=args.dry_run)
+    for line in report.lines:
+        print(line)
+    return 0 if report.reached_target else EXIT_INCOMPLETE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="embuffer", description=__doc__)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
+                        help=f"configuration file (default {DEFAULT_CONFIG_PATH})")
+    parser.add_argument("--verbose", "-v", action="store_true")
+    parser.add_argument("--version", action="version", version=f"embuffer {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    config = commands.add_parser("config", help="check the configuration file")
+    config.add_argument("action", choices=["check"])
+    config.set_defaults(handler=cmd_config_check)
+
+    ingest = commands.add_parser("ingest", help="camera share -> buffer (service)")
+    ingest.add_argument("--once", action="store_true", help="one pass over what is ready now")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    status = commands.add_parser("status", help="what embuffer is doing")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--watch", type=float, metavar="SECONDS", default=0.0)
+    status.set_defaults(handler=cmd_status)
+
+    verify = commands.add_parser("verify", help="re-hash files against the journal")
+    verify.add_argument("path", nargs="?", help="a movie or a folder on the buffer")
+    verify.add_argument("--primary", metavar="SESSION", help="re-hash a session on primary")
+    verify.set_defaults(handler=cmd_verify)
+
+    quarantine = commands.add_parser("quarantine", help="files embuffer could not place")
+    quarantine.add_argument("action", choices=["list", "retry"])
+    quarantine.set_defaults(handler=cmd_quarantine)
+
+    archive = commands.add_parser("archive", help="buffer -> primary storage (service)")
+    archive.add_argument("action", nargs="?", choices=["pause", "resume"])
+    archive.add_argument("--once", action="store_true")
+    archive.add_argument("--reason", default="", help="why the archive is paused")
+    archive.set_defaults(handler=cmd_archive)
+
+    purge = commands.add_parser("purge", help="remove buffer copies verified on primary")
+    purge.add_argument("--dry-run", action="store_true", help="print what would go, remove none")
+    purge.add_argument("--paranoid", action="store_true", help="re-hash the primary copy first")
+    purge.set_defaults(handler=cmd_purge)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    if args.command == "archive" and args.action == "pause" and not args.reason.strip():
+        print("embuffer archive pause: --reason is required (it is shown in status)",
+              file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config, check_paths=args.command != "status")
+    except ConfigError as error:
+        print(f"{error.path}: {len(error.problems)} problem(s):", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    handler: Callable[[Config, argparse.Namespace], int] = args.handler
+    try:
+        return handler(config, args)
+    except JournalLocked as error:
+        print(f"embuffer: {error}", file=sys.stderr)
+        return EXIT_LOCKED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

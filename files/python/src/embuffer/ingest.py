@@ -1,0 +1,328 @@
+"""Ingest: one worker per camera source, camera share -> buffer, verified.
+
+Each camera runs in its own thread with its own database connection, so a slow or hung CIFS
+share stalls only its own camera. A second thread per camera re-reads finished copies, so
+verifying one movie overlaps copying the next. The decisions (match, place, quarantine) are
+made here; the irreversible steps live in transfer.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embuffer import journal as j
+from embuffer.config import CameraConfig, Config
+from embuffer.dbcreds import read_credentials
+from embuffer.journal import Journal
+from embuffer.leginondb import Backoff, DatabaseUnavailable, LeginonDB
+from embuffer.matching import (
+    ImageMatch,
+    destination_name,
+    explain_miss,
+    find_image,
+    frames_key,
+    load_session,
+    session_buffer_folder,
+    session_owner,
+)
+from embuffer.quarantine import quarantine_movie, quarantined
+from embuffer.references import ReferenceWriter
+from embuffer.scan import Candidate, SettleTracker, list_candidates, sidecar_for
+from embuffer.transfer import Transfer, VerificationFailed
+from embuffer.verified_copy import CopyAborted, Ownership, SourceChanged
+
+log = logging.getLogger("embuffer.ingest")
+PLACEMENT_CACHE_SECONDS = 30.0
+
+
+@dataclass
+class PassResult:
+    handled: int = 0
+    waiting: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Placed:
+    folder: Path
+    ownership: Ownership
+    registered: bool
+    session_name: str
+    at: float
+
+
+class CameraIngest:
+    def __init__(self, config: Config, camera: CameraConfig, journal: Journal,
+                 stop: threading.Event) -> None:
+        self.config = config
+        self.camera = camera
+        self.journal = journal
+        self.stop = stop
+        self.db = LeginonDB(read_credentials(config.db_credentials))
+        self.transfer = Transfer(journal, stop)
+        self.tracker = SettleTracker(camera.settle_seconds, camera.unstructured_settle_seconds)
+        self.backoff = Backoff()
+        self.references = ReferenceWriter(self.db, journal, camera.host)
+        self.verify_queue: queue.Queue[int | None] = queue.Queue()
+        self._placements: dict[int, _Placed] = {}
+        self._warned: set[str] = set()
+        self._told: dict[str, str] = {}
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    def recover(self) -> None:
+        """Finish or undo whatever a previous run of this camera left mid-flight."""
+        marks = ", ".join("?" for _ in j.ACTIVE_INGEST_STATES)
+        for movie in self.journal.movies(f"camera = ? AND state IN ({marks})",
+                                         (self.camera.host, *j.ACTIVE_INGEST_STATES)):
+            try:
+                outcome = self.transfer.recover(movie)
+                log.info("recover %r: %s (was %s)", movie.source_path, outcome, movie.state)
+            except (OSError, VerificationFailed) as error:
+                log.error("recover %r failed: %s; will retry", movie.source_path, error)
+
+    def run_forever(self) -> None:
+        verifier = threading.Thread(target=self._verify_loop, name=f"verify-{self.camera.host}",
+                                    daemon=True)
+        verifier.start()
+        self.recover()
+        last_scan = 0.0
+        candidates: list[Candidate] = []
+        while not self.stop.is_set():
+            now = time.monotonic()
+            try:
+                if now - last_scan >= self.camera.poll_seconds:
+                    candidates = list_candidates(self.camera.path, self._warned)
+                    last_scan = now
+                self.run_pass(candidates, first_sight_ok=False)
+            except OSError as error:
+                self._tell("scan", f"cannot read camera folder {self.camera.path}: {error}")
+            # Pending files are re-stated often so a file is picked up as soon as it settles.
+            self.stop.wait(0.2)
+        self.verify_queue.put(None)
+        verifier.join()
+
+    def run_once(self) -> PassResult:
+        self.recover()
+        candidates = list_candidates(self.camera.path, self._warned)
+        result = self.run_pass(candidates, first_sight_ok=True)
+        self._drain_verifications()
+        return result
+
+    # ---- one pass over the folder ------------------------------------------------------
+    def run_pass(self, candidates: list[Candidate], *, first_sight_ok: bool) -> PassResult:
+        result = PassResult()
+        if not self.backoff.ready():
+            result.waiting = len(candidates)
+            return result
+        names = {candidate.name for candidate in candidates}
+        for name in list(self.tracker.watches):
+            if name not in names:
+                self.tracker.forget(name)
+        for candidate in candidates:
+            if self.stop.is_set():
+                break
+            watch = self.tracker.observe(candidate)
+            if watch is None:
+                continue
+            if not self.tracker.is_settled(watch, first_sight_ok=first_sight_ok):
+                result.waiting += 1
+                continue
+            try:
+                if self.handle(candidate, watch.first_seen_wall):
+                    result.handled += 1
+                    self.tracker.forget(candidate.name)
+                else:
+                    result.waiting += 1
+            except DatabaseUnavailable as error:
+                delay = self.backoff.failed()
+                self.journal.event("db_error", camera=self.camera.host, detail=str(error))
+                log.error("%s; files stay on the camera share, retry in %.0f s", error, delay)
+                result.errors.append(str(error))
+                break
+            except (CopyAborted, SourceChanged) as error:
+                log.info("copy of %r not finished: %s; will retry", candidate.name, error)
+            except OSError as error:
+                result.errors.append(f"{candidate.name}: {error}")
+                self.journal.event("error", camera=self.camera.host, detail=f"{candidate.name!r}: {error}")
+                log.error("ingest %r failed: %s; it stays on the camera share", candidate.name, error)
+                if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                    self.backoff.failed()
+                    break
+        else:
+            self.backoff.succeeded()
+        return result
+
+    def retry_quarantined(self) -> tuple[int, int]:
+        """Match quarantined files again; those that match now go to the buffer (verified)
+        and leave quarantine. Returns (placed, still quarantined)."""
+        placed = left = 0
+        for movie in quarantined(self.journal, self.camera.host):
+            location = Path(movie.dest_path or "")
+            if movie.kind == "sidecar" or not os.path.lexists(location):
+                continue
+            original = Candidate(Path(movie.source_path).name, location, movie.kind == "dir")
+            if self.handle(original, time.time(), retry=True):
+                self.journal.update_movie(movie.id, state=j.RELEASED,
+                                          reason=f"{movie.reason}; released by retry")
+                placed += 1
+            else:
+                left += 1
+        self._drain_verifications()
+        return placed, left
+
+    def handle(self, candidate: Candidate, first_seen: float, *, retry: bool = False) -> bool:
+        """Process one settled candidate; True when it has left the camera share's queue."""
+        source = str(candidate.path)
+        movie = self.journal.active_movie_for_source(self.camera.host, source)
+        if movie is None:
+            movie_id = self.journal.insert_movie(
+                camera=self.camera.host, source_path=source, state=j.SEEN,
+                kind="dir" if candidate.is_dir else "file", first_seen=first_seen,
+                closed_at=candidate.path.stat(follow_symlinks=False).st_mtime,
+            )
+        else:
+            movie_id = movie.id
+            if movie.state in (j.COPIED, j.VERIFIED):
+                return True  # waiting for the verifier
+        key = frames_key(candidate.name, candidate.is_dir)
+        match = find_image(self.db, key, self.camera.host, self.camera.check_days)
+        if match is None:
+            if retry:  # still no match: the quarantined row stays the record of this file
+                self.journal.db.execute("DELETE FROM movies WHERE id = ?", (movie_id,))
+                return False
+            return self._unmatched(movie_id, candidate, key)
+        placed = self._place(match)
+        if placed is None:
+            return True
+        if self.camera.destination_head and not str(placed.folder).startswith(
+                self.camera.destination_head):
+            self._tell(source, f"{candidate.name!r}: destination {placed.folder} is not under "
+                               f"destination_head {self.camera.destination_head}; left for the "
+                               "embuffer that serves that head")
+            return False
+        dest = placed.folder / destination_name(match.filename, candidate.name, candidate.is_dir)
+        self._record_match(movie_id, match, dest, placed)
+        self.references.write_for(movie_id, match, placed.folder, placed.ownership)
+        if not self.transfer.copy(movie_id, candidate.path, dest, placed.ownership):
+            quarantine_movie(self.config, self.journal, self.transfer, movie_id,
+                             f"a different file already exists at {dest}")
+            return True
+        self._copy_sidecar(candidate, match, placed)
+        self.verify_queue.put(movie_id)
+        return True
+
+    # ---- decisions -----------------------------------------------------------------------
+    def _unmatched(self, movie_id: int, candidate: Candidate, key: str) -> bool:
+        movie = self.journal.movie(movie_id)
+        waited = time.time() - movie.first_seen
+        if waited < self.camera.grace_minutes * 60:
+            self._tell(str(candidate.path), f"{candidate.name!r}: no Leginon image yet for "
+                       f"frames name {key!r}; waiting up to {self.camera.grace_minutes:g} min")
+            return False
+        miss = explain_miss(self.db, key, self.camera.host, self.camera.check_days)
+        quarantine_movie(self.config, self.journal, self.transfer, movie_id,
+                         f"{miss.reason} (waited {waited / 60:.0f} min)")
+        sidecar = sidecar_for(candidate)
+        if sidecar is not None:
+            sidecar_id = self.journal.insert_movie(camera=self.camera.host, kind="sidecar",
+                                                   source_path=str(sidecar), state=j.SEEN)
+            quarantine_movie(self.config, self.journal, self.transfer, sidecar_id,
+                             f"sidecar of quarantined {candidate.name!r}")
+        return True
+
+    def _place(self, match: ImageMatch) -> _Placed | None:
+        cached = self._placements.get(match.session_id)
+        if cached is not None and time.monotonic() - cached.at < PLACEMENT_CACHE_SECONDS:
+            return cached
+        session = load_session(self.db, match.session_id)
+        placement = session_buffer_folder(self.db, session, match.instrument_id,
+                                          str(self.config.buffer_root))
+        if placement is None:
+            self._tell(f"session-{session.session_id}",
+                       f"session {session.name}: image path {session.image_path!r} has no "
+                       "'leginon' part, so no buffer frame path exists; its frames stay on the "
+                       "camera share until the session is fixed")
+            return None
+        folder = Path(os.path.normpath(placement.folder))
+        root = self.config.buffer_root
+        if folder != root and root not in folder.parents:
+            self._tell(f"session-{session.session_id}",
+                       f"session {session.name}: buffer frame path {folder} is outside the "
+                       f"buffer root {root}; its frames stay on the camera share")
+            return None
+        uid, gid = session_owner(session)
+        placed = _Placed(folder, Ownership(uid, gid, self.config.file_mode, self.config.dir_mode),
+                         placement.registered, session.name, time.monotonic())
+        self._placements[match.session_id] = placed
+        log.info("session %s -> %s (%s)", session.name, folder, placement.note)
+        return placed
+
+    def _record_match(self, movie_id: int, match: ImageMatch, dest: Path, placed: _Placed) -> None:
+        self.journal.update_movie(
+            movie_id, state=j.MATCHED, target="buffer", image_table=match.table,
+            image_id=match.image_id, image_filename=match.filename, session_id=match.session_id,
+            session_name=placed.session_name, norm_id=match.norm_id,
+            dark_id=match.dark_id, dest_path=str(dest),
+            rel_path=str(dest.relative_to(self.config.buffer_root)),
+            uid=placed.ownership.uid, gid=placed.ownership.gid,
+        )
+
+    def _copy_sidecar(self, candidate: Candidate, match: ImageMatch, placed: _Placed) -> None:
+        sidecar = sidecar_for(candidate)
+        if sidecar is None:
+            return
+        dest = placed.folder / f"{match.filename}.frames.xml"
+        sidecar_id = self.journal.insert_movie(camera=self.camera.host, kind="sidecar",
+                                               source_path=str(sidecar), state=j.SEEN)
+        self._record_match(sidecar_id, match, dest, placed)
+        if self.transfer.copy(sidecar_id, sidecar, dest, placed.ownership):
+            self.verify_queue.put(sidecar_id)
+        else:
+            quarantine_movie(self.config, self.journal, self.transfer, sidecar_id,
+                             f"a different sidecar already exists at {dest}")
+
+    # ---- verification (second thread) ---------------------------------------------------
+    def _verify_one(self, movie_id: int) -> None:
+        movie = self.journal.movie(movie_id)
+        try:
+            if movie.state == j.COPIED:
+                self.transfer.verify(movie_id)
+            self.transfer.remove_source(movie_id, j.DONE)
+            movie = self.journal.movie(movie_id)
+            self.journal.event("ingested", movie_id=movie_id, camera=self.camera.host,
+                               nbytes=movie.size, detail=movie.dest_path)
+            log.info("ingested %r -> %s (%d bytes, xxh3-128 %s, verified)",
+                     movie.source_path, movie.dest_path, movie.size or 0, movie.hash)
+        except (OSError, VerificationFailed) as error:
+            self.journal.event("error", movie_id=movie_id, camera=self.camera.host,
+                               detail=str(error))
+            log.error("verify %r failed: %s; the camera copy is kept", movie.source_path, error)
+
+    def _verify_loop(self) -> None:
+        while True:
+            movie_id = self.verify_queue.get()
+            if movie_id is None:
+                return
+            self._verify_one(movie_id)
+
+    def _drain_verifications(self) -> None:
+        while True:
+            try:
+                movie_id = self.verify_queue.get_nowait()
+            except queue.Empty:
+                return
+            if movie_id is not None:
+                self._verify_one(movie_id)
+
+    def _tell(self, key: str, message: str) -> None:
+        """Log a waiting/skip reason once per file, not once per poll."""
+        if self._told.get(key) != message:
+            self._told[key] = message
+            log.warning("%s", message)

@@ -1,0 +1,270 @@
+"""The crash-safe journal: one SQLite database (WAL mode) shared by ingest, archive and purge.
+
+One row per movie in `movies`, moved through states by the service that owns that step. Each
+state change is one committed transaction, written BEFORE the irreversible filesystem step
+that depends on it is taken only when the step is safe to repeat, and AFTER it otherwise; the
+code in ingest/archive/purge documents which. `events` keeps a line per action (for `status`,
+rates and forecasts) and `settings` holds durable flags such as the archive pause.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Ingest states, in order. A movie is safe (exists verified somewhere) in every state.
+SEEN = "seen"                # noticed on the camera share, not yet settled
+MATCHED = "matched"          # Leginon image found, destination decided, copy not started
+COPYING = "copying"          # a temporary file may exist in the destination folder
+COPIED = "copied"            # final name in place (fsynced); re-read verification pending
+VERIFIED = "verified"        # buffer copy re-read and equal; camera copy may be removed
+DONE = "done"                # camera copy removed; the buffer holds the only copy (for now)
+QUARANTINED = "quarantined"  # moved (verified) into the quarantine folder, reason recorded
+PURGED = "purged"            # buffer copy removed after primary was verified
+RELEASED = "released"        # a quarantined file that `quarantine retry` placed after all
+VANISHED = "vanished"        # the camera file disappeared before embuffer copied it
+ACTIVE_INGEST_STATES = (SEEN, MATCHED, COPYING, COPIED, VERIFIED)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS movies (
+  id INTEGER PRIMARY KEY,
+  camera TEXT NOT NULL,              -- camera host (InstrumentData.hostname); 'adopted' for archive adoptions
+  source_path TEXT,                  -- path on the camera share
+  kind TEXT NOT NULL DEFAULT 'file', -- 'file' or 'dir' (DE .frames folders)
+  state TEXT NOT NULL,
+  size INTEGER,                      -- bytes (sum of members for a folder)
+  source_mtime_ns INTEGER,
+  hash TEXT,                         -- xxh3-128 hex; for folders, over the manifest
+  manifest TEXT,                     -- JSON [[relpath, size, hash], ...] for folders
+  first_seen REAL NOT NULL,
+  closed_at REAL,                    -- the camera's last write (source mtime)
+  copy_started_at REAL,
+  buffer_visible_at REAL,
+  verified_at REAL,
+  source_removed_at REAL,
+  image_table TEXT, image_id INTEGER, image_filename TEXT,
+  session_id INTEGER, session_name TEXT,
+  norm_id INTEGER, dark_id INTEGER,
+  target TEXT,                       -- 'buffer' or 'quarantine': where dest_path lives
+  dest_path TEXT,                    -- final path on the buffer (or in quarantine)
+  rel_path TEXT,                     -- dest_path relative to the buffer root
+  uid INTEGER, gid INTEGER,
+  reason TEXT,                       -- why quarantined / last error
+  attempts INTEGER NOT NULL DEFAULT 0,
+  primary_path TEXT, primary_hash TEXT, primary_size INTEGER, primary_verified_at REAL,
+  archive_error TEXT,
+  purged_at REAL, purge_evidence TEXT
+);
+CREATE INDEX IF NOT EXISTS movies_active ON movies(camera, source_path, state);
+CREATE INDEX IF NOT EXISTS movies_state ON movies(state);
+CREATE INDEX IF NOT EXISTS movies_rel ON movies(rel_path);
+CREATE INDEX IF NOT EXISTS movies_archive ON movies(primary_verified_at, state);
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY,
+  at REAL NOT NULL,
+  movie_id INTEGER,
+  camera TEXT,
+  action TEXT NOT NULL,
+  bytes INTEGER,
+  detail TEXT
+);
+CREATE INDEX IF NOT EXISTS events_action_at ON events(action, at);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS session_flags (session_name TEXT PRIMARY KEY, keep INTEGER NOT NULL);
+"""
+
+
+class JournalLocked(Exception):
+    pass
+
+
+@dataclass
+class Movie:
+    """A row of `movies`, as a plain attribute bag."""
+
+    row: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.row[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def members(self) -> list[tuple[str, int, str]]:
+        return [tuple(entry) for entry in json.loads(self.row["manifest"] or "[]")]  # type: ignore[misc]
+
+
+class Journal:
+    """Thread-safe access: each thread gets its own SQLite connection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as connection:
+            connection.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed state change survives power loss, which the no-loss promise needs.
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA busy_timeout=60000")
+        return connection
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ---- movies -------------------------------------------------------------------------
+    def insert_movie(self, **fields: Any) -> int:
+        fields.setdefault("first_seen", time.time())
+        columns = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        cursor = self.db.execute(
+            f"INSERT INTO movies ({columns}) VALUES ({marks})", list(fields.values())
+        )
+        return int(cursor.lastrowid or 0)
+
+    def update_movie(self, movie_id: int, **fields: Any) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self.db.execute(
+            f"UPDATE movies SET {assignments} WHERE id = ?", [*fields.values(), movie_id]
+        )
+
+    def movie(self, movie_id: int) -> Movie:
+        row = self.db.execute("SELECT * FROM movies WHERE id = ?", (movie_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no movie with id {movie_id}")
+        return Movie(dict(row))
+
+    def movies(self, where: str = "1", args: tuple[Any, ...] = ()) -> list[Movie]:
+        rows = self.db.execute(f"SELECT * FROM movies WHERE {where} ORDER BY id", args)
+        return [Movie(dict(row)) for row in rows]
+
+    def active_movie_for_source(self, camera: str, source_path: str) -> Movie | None:
+        marks = ", ".join("?" for _ in ACTIVE_INGEST_STATES)
+        row = self.db.execute(
+            f"SELECT * FROM movies WHERE camera = ? AND source_path = ? AND state IN ({marks}) "
+            "ORDER BY id DESC LIMIT 1",
+            (camera, source_path, *ACTIVE_INGEST_STATES),
+        ).fetchone()
+        return Movie(dict(row)) if row else None
+
+    def movie_by_dest(self, dest_path: str) -> Movie | None:
+        row = self.db.execute(
+            "SELECT * FROM movies WHERE dest_path = ? AND state NOT IN (?, ?) "
+            "ORDER BY id DESC LIMIT 1",
+            (dest_path, QUARANTINED, PURGED),
+        ).fetchone()
+        return Movie(dict(row)) if row else None
+
+    # ---- events and settings -------------------------------------------------------------
+    def event(
+        self,
+        action: str,
+        *,
+        movie_id: int | None = None,
+        camera: str | None = None,
+        nbytes: int | None = None,
+        detail: str = "",
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO events (at, movie_id, camera, action, bytes, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (time.time(), movie_id, camera, action, nbytes, detail),
+        )
+
+    def get_setting(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else None
+
+    def set_setting(self, key: str, value: Any) -> None:
+        self.db.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+
+    def delete_setting(self, key: str) -> None:
+        self.db.execute("DELETE FROM settings WHERE key = ?", (key,))
+
+    def set_session_keep(self, session_name: str, keep: bool) -> None:
+        self.db.execute(
+            "INSERT INTO session_flags (session_name, keep) VALUES (?, ?) "
+            "ON CONFLICT(session_name) DO UPDATE SET keep = excluded.keep",
+            (session_name, int(keep)),
+        )
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+
+class ServiceLock:
+    """One process per service (ingest, archive, purge) per journal, held with flock.
+
+    flock is released by the kernel when the process dies, so a kill -9 never leaves a stale
+    lock behind; the pid inside the file is only there for the error message.
+    """
+
+    def __init__(self, journal_path: Path, service: str) -> None:
+        self.journal_path = journal_path
+        self.path = journal_path.with_name(f"{journal_path.name}.{service}.lock")
+        self.service = service
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise JournalLocked(
+                f"another 'embuffer {self.service}' (pid {holder}) is already running on "
+                f"journal {self.journal_path}; stop it first "
+                f"(systemctl stop embuffer-{self.service}) or use another journal"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> ServiceLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

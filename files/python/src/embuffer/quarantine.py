@@ -1,0 +1,70 @@
+"""Quarantine: files embuffer cannot place are moved aside on the buffer, never deleted.
+
+A quarantined file gets the same verified copy as any movie (so the camera share can be
+freed safely), lands in `<quarantine>/<camera host>/<original name>` (with a numeric suffix
+if that name is taken), and its reason is kept in the journal. `embuffer quarantine list`
+shows them; `embuffer quarantine retry` matches them again (e.g. after a database fix).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from embuffer import journal as j
+from embuffer.config import Config
+from embuffer.journal import Journal, Movie
+from embuffer.transfer import Transfer
+from embuffer.verified_copy import Ownership
+
+log = logging.getLogger("embuffer.quarantine")
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    candidate = folder / name
+    counter = 1
+    while os.path.lexists(candidate):
+        candidate = folder / f"{name}.{counter}"
+        counter += 1
+    return candidate
+
+
+def quarantine_movie(
+    config: Config, journal: Journal, transfer: Transfer, movie_id: int, reason: str
+) -> None:
+    """Move a journal row's source into quarantine (verified), recording why."""
+    movie = journal.movie(movie_id)
+    source = Path(movie.source_path)
+    folder = config.quarantine / movie.camera
+    ownership = Ownership(file_mode=config.file_mode, dir_mode=config.dir_mode)
+    while True:
+        dest = _free_name(folder, source.name)
+        journal.update_movie(movie_id, target="quarantine", reason=reason, rel_path=None)
+        if transfer.copy(movie_id, source, dest, ownership):
+            break
+    if journal.movie(movie_id).state == j.COPIED:
+        transfer.verify(movie_id)
+    transfer.remove_source(movie_id, j.QUARANTINED)
+    movie = journal.movie(movie_id)
+    journal.event("quarantined", movie_id=movie_id, camera=movie.camera, nbytes=movie.size,
+                  detail=reason)
+    log.warning("quarantined %r -> %s: %s", str(source), dest, reason)
+
+
+def quarantined(journal: Journal, camera: str | None = None) -> list[Movie]:
+    if camera is None:
+        return journal.movies("state = ?", (j.QUARANTINED,))
+    return journal.movies("state = ? AND camera = ?", (j.QUARANTINED, camera))
+
+
+def format_listing(movies: list[Movie]) -> str:
+    if not movies:
+        return "quarantine is empty"
+    lines = [f"{'id':>6}  {'camera':<16} {'bytes':>12}  file  (reason)"]
+    for movie in movies:
+        lines.append(
+            f"{movie.id:>6}  {movie.camera:<16} {movie.size or 0:>12}  {movie.dest_path!r}"
+            f"  ({movie.reason})"
+        )
+    return "\n".join(lines)

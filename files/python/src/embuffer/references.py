@@ -1,0 +1,175 @@
+"""Gain/dark references next to the frames, as Leginon-based processing expects them.
+
+For each movie taken with references, `<session frame path>/references/` receives the norm
+and dark images (read from the session image path), `_mod` variants when the camera flips or
+rotates frames (flip first, then rotate by (4 - rotate) x 90 degrees; the dark is also divided
+by the number of frames), the defect plan as `defect_plan%04d.txt`, and one line per movie in
+`reference_list.txt`. The journal keeps the norm/dark of every movie; a reference change in
+the middle of a session is logged. Errors here never hold up a movie: they are logged.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+from pathlib import Path
+
+from embuffer.journal import Journal
+from embuffer.leginondb import DatabaseUnavailable, LeginonDB
+from embuffer.matching import ImageMatch, load_session
+from embuffer.mrcimage import read_mrc, write_mrc
+from embuffer.verified_copy import DestinationExists, Ownership, copy_file, make_folders
+
+log = logging.getLogger("embuffer.references")
+LIST_NAME = "reference_list.txt"
+
+
+class ReferenceWriter:
+    def __init__(self, db: LeginonDB, journal: Journal, camera: str) -> None:
+        self.db = db
+        self.journal = journal
+        self.camera = camera
+        self._last_by_session: dict[int, tuple[int | None, int | None]] = {}
+
+    def write_for(self, movie_id: int, match: ImageMatch, folder: Path,
+                  ownership: Ownership) -> None:
+        if match.norm_id is None and match.dark_id is None:
+            return
+        self._note_change(movie_id, match)
+        try:
+            self._write(match, folder, ownership)
+        except DatabaseUnavailable:
+            raise
+        except (OSError, ValueError, LookupError) as error:
+            self.journal.event("reference_error", movie_id=movie_id, camera=self.camera,
+                               detail=str(error))
+            log.error("references for %s not written: %s", match.filename, error)
+
+    def _note_change(self, movie_id: int, match: ImageMatch) -> None:
+        current = (match.norm_id, match.dark_id)
+        previous = self._last_by_session.get(match.session_id)
+        if previous is None:
+            row = self.journal.db.execute(
+                "SELECT norm_id, dark_id FROM movies WHERE session_id = ? AND id != ? AND "
+                "(norm_id IS NOT NULL OR dark_id IS NOT NULL) ORDER BY id DESC LIMIT 1",
+                (match.session_id, movie_id)).fetchone()
+            previous = (row[0], row[1]) if row else None
+        if previous is not None and previous != current:
+            detail = (f"session {match.session_id}: references changed from norm/dark "
+                      f"{previous[0]}/{previous[1]} to {current[0]}/{current[1]} at "
+                      f"{match.filename}")
+            self.journal.event("reference_changed", movie_id=movie_id, camera=self.camera,
+                               detail=detail)
+            log.warning("%s", detail)
+        self._last_by_session[match.session_id] = current
+
+    def _reference(self, table: str, row_id: int) -> tuple[str, str]:
+        rows = self.db.rows(
+            f"SELECT `filename`, `REF|SessionData|session` AS session_id FROM `{table}` "
+            "WHERE `DEF_id` = %s", (row_id,))
+        if not rows:
+            raise LookupError(f"{table} row {row_id} does not exist")
+        session = load_session(self.db, int(rows[0]["session_id"]))
+        return str(rows[0]["filename"]), session.image_path
+
+    def _write(self, match: ImageMatch, folder: Path, ownership: Ownership) -> None:
+        references = folder / "references"
+        make_folders(references, ownership)
+        names: dict[str, str] = {"norm": "", "dark": ""}
+        for kind, table, row_id in (("norm", "NormImageData", match.norm_id),
+                                    ("dark", "DarkImageData", match.dark_id)):
+            if row_id is None:
+                continue
+            filename, image_path = self._reference(table, row_id)
+            plain = references / f"{filename}.mrc"
+            self._copy_once(Path(image_path) / f"{filename}.mrc", plain, ownership)
+            names[kind] = plain.name
+            scale = (match.nframes or 1) if kind == "dark" else 1
+            if match.frame_flip or match.frame_rotate or scale != 1:
+                modified = references / f"{filename}_mod.mrc"
+                if not modified.exists():
+                    self._write_modified(plain, modified, match, scale, ownership)
+                names[kind] = modified.name
+        plan = self._defect_plan(match, references, ownership)
+        self._append_list(references, ownership, match, names, plan)
+
+    @staticmethod
+    def _copy_once(source: Path, dest: Path, ownership: Ownership) -> None:
+        try:
+            copy_file(source, dest, ownership)
+        except DestinationExists:
+            pass  # written for an earlier movie of this session
+
+    @staticmethod
+    def _write_modified(plain: Path, modified: Path, match: ImageMatch, scale: int,
+                        ownership: Ownership) -> None:
+        import numpy
+
+        image = read_mrc(plain)
+        if match.frame_flip:
+            image = numpy.flipud(image)
+        if match.frame_rotate:
+            image = numpy.rot90(image, 4 - match.frame_rotate)
+        if scale != 1:
+            image = image.astype(numpy.float32) / float(scale)
+        write_mrc(modified, numpy.ascontiguousarray(image), ownership)
+
+    def _defect_plan(self, match: ImageMatch, references: Path, ownership: Ownership) -> str:
+        if match.plan_id is None:
+            return ""
+        rows = self.db.rows(
+            "SELECT `SEQ|bad_cols` AS cols, `SEQ|bad_rows` AS rows_, `SEQ|bad_pixels` AS pixels "
+            "FROM `CorrectorPlanData` WHERE `DEF_id` = %s", (match.plan_id,))
+        if not rows:
+            return ""
+        name = f"defect_plan{match.plan_id:04d}.txt"
+        target = references / name
+        if not target.exists():
+            values = [_sequence(rows[0][key]) for key in ("cols", "rows_", "pixels")]
+            text = "".join(f"{label}: {value}\n" for label, value in
+                           zip(("bad_cols", "bad_rows", "bad_pixels"), values, strict=True))
+            _write_text(target, text, ownership)
+        return name
+
+    @staticmethod
+    def _append_list(references: Path, ownership: Ownership, match: ImageMatch,
+                     names: dict[str, str], plan: str) -> None:
+        scale = match.nframes or 1
+        line = "\t".join([match.filename, str(int(match.frame_flip)), str(match.frame_rotate),
+                          str(scale), names["norm"], names["dark"], plan]) + "\n"
+        listing = references / LIST_NAME
+        if listing.exists() and any(
+                entry.split("\t", 1)[0] == match.filename
+                for entry in listing.read_text().splitlines()):
+            return
+        created = not listing.exists()
+        with open(listing, "a", encoding="utf-8") as stream:
+            stream.write(line)
+            stream.flush()
+            os.fsync(stream.fileno())
+            if created:
+                os.fchmod(stream.fileno(), ownership.file_mode)
+                if ownership.uid is not None:
+                    os.fchown(stream.fileno(), ownership.uid, -1 if ownership.gid is None
+                              else ownership.gid)
+
+
+def _sequence(text: object) -> list[object]:
+    """sinedon stores sequences as their Python repr; parse it without eval."""
+    if not text:
+        return []
+    value = ast.literal_eval(str(text))
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _write_text(target: Path, text: str, ownership: Ownership) -> None:
+    temp = target.with_name(f".{target.name}.tmp")
+    with open(temp, "w", encoding="utf-8") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+        os.fchmod(stream.fileno(), ownership.file_mode)
+        if ownership.uid is not None:
+            os.fchown(stream.fileno(), ownership.uid, -1 if ownership.gid is None else ownership.gid)
+    os.replace(temp, target)

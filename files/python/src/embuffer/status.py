@@ -1,0 +1,206 @@
+"""What `embuffer status` reports, computed from the journal with indexed queries only.
+
+Kept cheap on purpose (a journal of a million movies answers in well under a second): counts
+come from the state index, rates from the events index over a recent window.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from embuffer import journal as j
+from embuffer.config import Config
+from embuffer.journal import Journal
+
+RATE_WINDOW_SECONDS = 600.0
+FORECAST_WINDOW_SECONDS = 6 * 3600.0
+
+
+@dataclass
+class CameraStatus:
+    host: str
+    folder: str
+    seen: int = 0
+    in_flight: int = 0
+    moved: int = 0
+    quarantined: int = 0
+    last_file: str | None = None
+    last_file_at: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    bytes_per_second: float = 0.0
+
+
+@dataclass
+class ArchiveStatus:
+    primary: str | None
+    paused: bool = False
+    paused_reason: str | None = None
+    paused_since: float | None = None
+    backlog_files: int = 0
+    backlog_bytes: int = 0
+    oldest_backlog_age_seconds: float | None = None
+    archived: int = 0
+    last_archived_at: float | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class BufferStatus:
+    root: str
+    total_bytes: int = 0
+    used_bytes: int = 0
+    used_percent: float = 0.0
+    intake_bytes_per_hour: float = 0.0
+    hours_until_full: float | None = None
+    outage: dict[str, Any] | None = None
+
+
+@dataclass
+class Status:
+    cameras: list[CameraStatus] = field(default_factory=list)
+    archive: ArchiveStatus | None = None
+    buffer: BufferStatus | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _scalar(journal: Journal, sql: str, args: tuple[Any, ...] = ()) -> Any:
+    row = journal.db.execute(sql, args).fetchone()
+    return row[0] if row else None
+
+
+def camera_status(journal: Journal, host: str, folder: str, now: float) -> CameraStatus:
+    status = CameraStatus(host=host, folder=folder)
+    for state, count in journal.db.execute(
+            "SELECT state, COUNT(*) FROM movies WHERE camera = ? GROUP BY state", (host,)):
+        status.seen += count
+        if state in j.ACTIVE_INGEST_STATES:
+            status.in_flight += count
+        elif state in (j.DONE, j.PURGED):
+            status.moved += count
+        elif state == j.QUARANTINED:
+            status.quarantined += count
+    last = journal.db.execute(
+        "SELECT at, detail FROM events WHERE action = 'ingested' AND camera = ? "
+        "ORDER BY at DESC LIMIT 1", (host,)).fetchone()
+    if last:
+        status.last_file_at, status.last_file = last[0], last[1]
+    error = journal.db.execute(
+        "SELECT at, detail FROM events WHERE action IN ('error', 'db_error', 'verify_failed') "
+        "AND camera = ? ORDER BY at DESC LIMIT 1", (host,)).fetchone()
+    if error:
+        status.last_error_at, status.last_error = error[0], error[1]
+    recent = _scalar(journal, "SELECT COALESCE(SUM(bytes), 0) FROM events WHERE "
+                     "action = 'ingested' AND camera = ? AND at >= ?",
+                     (host, now - RATE_WINDOW_SECONDS))
+    status.bytes_per_second = float(recent or 0) / RATE_WINDOW_SECONDS
+    return status
+
+
+def archive_status(config: Config, journal: Journal, now: float) -> ArchiveStatus:
+    status = ArchiveStatus(primary=str(config.archive.primary) if config.archive.primary else None)
+    pause = journal.get_setting("archive_pause")
+    if pause:
+        status.paused = True
+        status.paused_reason = pause.get("reason")
+        status.paused_since = pause.get("since")
+    row = journal.db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(verified_at) FROM movies "
+        "WHERE state IN (?, ?) AND target = 'buffer' AND primary_verified_at IS NULL",
+        (j.DONE, j.VERIFIED)).fetchone()
+    status.backlog_files, status.backlog_bytes = int(row[0]), int(row[1])
+    if row[2] is not None:
+        status.oldest_backlog_age_seconds = now - float(row[2])
+    status.archived = int(_scalar(journal, "SELECT COUNT(*) FROM movies WHERE "
+                                  "primary_verified_at IS NOT NULL") or 0)
+    status.last_archived_at = _scalar(journal, "SELECT MAX(at) FROM events WHERE action = 'archived'")
+    error = journal.db.execute("SELECT detail FROM events WHERE action = 'archive_error' "
+                               "ORDER BY at DESC LIMIT 1").fetchone()
+    status.last_error = error[0] if error else None
+    return status
+
+
+def buffer_status(config: Config, journal: Journal, now: float) -> BufferStatus:
+    status = BufferStatus(root=str(config.buffer_root))
+    try:
+        usage = shutil.disk_usage(config.buffer_root)
+    except OSError:
+        return status
+    status.total_bytes, status.used_bytes = usage.total, usage.used
+    status.used_percent = 100.0 * usage.used / usage.total if usage.total else 0.0
+    intake = _scalar(journal, "SELECT COALESCE(SUM(bytes), 0) FROM events WHERE "
+                     "action IN ('ingested', 'adopted') AND at >= ?",
+                     (now - FORECAST_WINDOW_SECONDS,))
+    status.intake_bytes_per_hour = float(intake or 0) / (FORECAST_WINDOW_SECONDS / 3600.0)
+    if status.intake_bytes_per_hour > 0:
+        status.hours_until_full = usage.free / status.intake_bytes_per_hour
+    status.outage = journal.get_setting("outage")
+    return status
+
+
+def collect(config: Config, journal: Journal) -> Status:
+    now = time.time()
+    return Status(
+        cameras=[camera_status(journal, c.host, str(c.path), now) for c in config.cameras],
+        archive=archive_status(config, journal, now),
+        buffer=buffer_status(config, journal, now),
+    )
+
+
+def _ago(at: float | None, now: float) -> str:
+    if at is None:
+        return "never"
+    seconds = max(0.0, now - at)
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(nbytes) < 1024 or unit == "TiB":
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{int(nbytes)} B"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TiB"
+
+
+def render(status: Status) -> str:
+    now = time.time()
+    lines = []
+    for camera in status.cameras:
+        lines.append(f"camera {camera.host} ({camera.folder})")
+        lines.append(f"  seen {camera.seen}, in flight {camera.in_flight}, moved {camera.moved}, "
+                     f"quarantined {camera.quarantined}, {_size(camera.bytes_per_second)}/s")
+        lines.append(f"  last file: {camera.last_file or '-'} ({_ago(camera.last_file_at, now)})")
+        if camera.last_error:
+            lines.append(f"  last error: {camera.last_error} ({_ago(camera.last_error_at, now)})")
+    if status.archive is not None:
+        archive = status.archive
+        state = "running"
+        if archive.paused:
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(archive.paused_since or 0))
+            state = f"archive paused: {archive.paused_reason} since {since}"
+        lines.append(f"archive to {archive.primary or '(no primary configured)'}: {state}")
+        oldest = ("-" if archive.oldest_backlog_age_seconds is None
+                  else f"{archive.oldest_backlog_age_seconds / 3600:.1f} h")
+        lines.append(f"  backlog {archive.backlog_files} files, {_size(archive.backlog_bytes)}, "
+                     f"oldest {oldest}; archived {archive.archived}")
+        if archive.last_error:
+            lines.append(f"  last error: {archive.last_error}")
+    if status.buffer is not None:
+        buffer = status.buffer
+        forecast = ("no intake" if buffer.hours_until_full is None
+                    else f"{buffer.hours_until_full:.1f} h until full")
+        lines.append(f"buffer {buffer.root}: {buffer.used_percent:.1f} % used, "
+                     f"intake {_size(buffer.intake_bytes_per_hour)}/h, {forecast}")
+        if buffer.outage:
+            lines.append(f"  outage since {buffer.outage.get('start')}: "
+                         f"{buffer.outage.get('reason')} ({buffer.outage.get('by')})")
+    return "\n".join(lines)

@@ -1,0 +1,226 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: embuffer contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Verify a staged EM tool artifact and install one binary out of it."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: emtools_artifact
+short_description: Verify an EM tool artifact's sha256 and install one binary from it
+description:
+  - Checks the sha256 of a staged artifact (a zip, a tar.gz or a bare binary) before anything else;
+    a mismatch fails and writes nothing.
+  - Finds the one archive member that matches I(member) (a name or shell pattern, matched against the
+    member's path and, for patterns without a slash, its base name) and installs it as
+    I(dest_dir)/<base name of the member>. No match, or more than one, fails with the members listed.
+  - Idempotent (the installed file's sha256 is compared with the member's), supports check mode and diff.
+options:
+  archive:
+    description: Path of the staged artifact on the managed host.
+    type: path
+    required: true
+  sha256:
+    description: Expected sha256 of the artifact.
+    type: str
+    required: true
+  format:
+    description: How the artifact is packed.
+    type: str
+    choices: [zip, tar.gz, binary]
+    default: binary
+  member:
+    description: Name or shell pattern of the binary inside a zip or tar.gz.
+    type: str
+    default: ""
+  dest_dir:
+    description: Existing folder that receives the binary.
+    type: path
+    required: true
+  name:
+    description: File name in I(dest_dir); defaults to the member's base name (the artifact's for a binary).
+    type: str
+    default: ""
+extends_documentation_fragment:
+  - ansible.builtin.files
+author:
+  - embuffer contributors
+"""
+
+EXAMPLES = r"""
+- name: Install the CUDA 11.8 build of MotionCor2 1.6.4
+  emtools_artifact:
+    archive: /var/cache/embuffer/emtools/motioncor2/MotionCor2_1.6.4_Mar31_2023.zip
+    sha256: "{{ motioncor2_zip_sha256 }}"
+    format: zip
+    member: MotionCor2_1.6.4_Cuda118_*
+    dest_dir: /opt/emtools/motioncor2/1.6.4
+    owner: root
+    group: root
+    mode: "0755"
+"""
+
+RETURN = r"""
+path:
+  description: Installed file.
+  returned: success
+  type: str
+  sample: /opt/emtools/motioncor2/1.6.4/MotionCor2_1.6.4_Cuda118_Mar312023
+member:
+  description: The archive member that was installed.
+  returned: success
+  type: str
+sha256:
+  description: sha256 of the installed file.
+  returned: success
+  type: str
+"""
+
+import fnmatch
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
+
+CHUNK = 1 << 20
+
+
+def sha256_stream(stream):
+    digest = hashlib.sha256()
+    for block in iter(lambda: stream.read(CHUNK), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_file(path):
+    with open(path, "rb") as handle:
+        return sha256_stream(handle)
+
+
+def member_matches(name, pattern):
+    name = name.lstrip("./") if name.startswith("./") else name
+    if fnmatch.fnmatchcase(name, pattern):
+        return True
+    return "/" not in pattern and fnmatch.fnmatchcase(posixpath_basename(name), pattern)
+
+
+def posixpath_basename(name):
+    return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+class Archive(object):
+    """Uniform access to the regular files of a zip, a tar.gz or a bare binary."""
+
+    def __init__(self, path, fmt):
+        self.path, self.fmt = path, fmt
+        self._zip = self._tar = None
+        if fmt == "zip":
+            self._zip = zipfile.ZipFile(path)
+        elif fmt == "tar.gz":
+            self._tar = tarfile.open(path, mode="r:gz")
+
+    def names(self):
+        if self._zip is not None:
+            return [info.filename for info in self._zip.infolist() if not info.is_dir()]
+        if self._tar is not None:
+            return [info.name for info in self._tar.getmembers() if info.isfile()]
+        return [os.path.basename(self.path)]
+
+    def open(self, name):
+        if self._zip is not None:
+            return self._zip.open(name)
+        if self._tar is not None:
+            return self._tar.extractfile(name)
+        return open(self.path, "rb")
+
+    def close(self):
+        for handle in (self._zip, self._tar):
+            if handle is not None:
+                handle.close()
+
+
+def choose_member(names, pattern, fmt):
+    """The single member matching pattern, or (None, error text)."""
+    if fmt == "binary":
+        return names[0], None
+    matches = [name for name in names if member_matches(name, pattern)]
+    if len(matches) == 1:
+        return matches[0], None
+    listed = ", ".join(sorted(names)[:30]) + (" ..." if len(names) > 30 else "")
+    if not matches:
+        return None, "no member matches %r; the archive holds: %s" % (pattern, listed)
+    return None, "%d members match %r (%s); make member name exactly one" % (
+        len(matches), pattern, ", ".join(sorted(matches)))
+
+
+def main():
+    from ansible.module_utils.basic import AnsibleModule
+
+    module = AnsibleModule(
+        argument_spec=dict(
+            archive=dict(type="path", required=True),
+            sha256=dict(type="str", required=True),
+            format=dict(type="str", choices=["zip", "tar.gz", "binary"], default="binary"),
+            member=dict(type="str", default=""),
+            dest_dir=dict(type="path", required=True),
+            name=dict(type="str", default=""),
+        ),
+        add_file_common_args=True,
+        supports_check_mode=True,
+    )
+    params = module.params
+    expected = params["sha256"].strip().lower()
+    if not os.path.isfile(params["archive"]):
+        module.fail_json(msg="artifact %s does not exist" % params["archive"])
+    actual = sha256_file(params["archive"])
+    if actual != expected:
+        module.fail_json(
+            msg="sha256 mismatch for %s: expected %s, got %s; nothing was installed"
+            % (params["archive"], expected, actual), expected_sha256=expected, actual_sha256=actual)
+    if params["format"] != "binary" and not params["member"]:
+        module.fail_json(msg="member is required for a %s artifact" % params["format"])
+    if not os.path.isdir(params["dest_dir"]):
+        module.fail_json(msg="destination folder %s does not exist" % params["dest_dir"])
+
+    try:
+        archive = Archive(params["archive"], params["format"])
+    except (zipfile.BadZipfile, tarfile.TarError, IOError, OSError) as exc:
+        module.fail_json(msg="cannot read %s as %s: %s" % (params["archive"], params["format"], exc))
+    try:
+        member, error = choose_member(archive.names(), params["member"], params["format"])
+        if error:
+            module.fail_json(msg="%s: %s" % (params["archive"], error))
+        dest = os.path.join(params["dest_dir"], params["name"] or posixpath_basename(member))
+        with archive.open(member) as stream:
+            wanted = sha256_stream(stream)
+        current = sha256_file(dest) if os.path.isfile(dest) else None
+        changed = current != wanted
+        if changed and not module.check_mode:
+            handle, tmp = tempfile.mkstemp(prefix=".emtools-", dir=params["dest_dir"])
+            try:
+                with os.fdopen(handle, "wb") as out, archive.open(member) as stream:
+                    shutil.copyfileobj(stream, out, CHUNK)
+                module.atomic_move(tmp, dest)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+    finally:
+        archive.close()
+
+    result = dict(changed=changed, path=dest, member=member, sha256=wanted,
+                  diff=dict(before={"path": dest, "sha256": current or "(absent)"},
+                            after={"path": dest, "sha256": wanted}))
+    if not module.check_mode or os.path.exists(dest):
+        file_args = module.load_file_common_arguments(params, path=dest)
+        result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
