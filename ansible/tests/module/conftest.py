@@ -194,17 +194,9 @@ def run_playbook(
     return document
 
 
-def _warnings(document: dict[str, Any], result: dict[str, Any]) -> list[str]:
-    """Module warnings wherever this ansible-core version puts them in the json output."""
-    found: list[str] = []
-    for warning in result.get("warnings", []) + document.get("global_custom_stats", {}).get("warnings", []):
-        found.append(warning if isinstance(warning, str) else json.dumps(warning))
-    for key in ("warnings", "_warnings"):
-        for warning in document.get(key, []) or []:
-            found.append(warning if isinstance(warning, str) else json.dumps(warning))
-    if not found and "[WARNING]" in document["_stderr"]:
-        found.append(document["_stderr"])
-    return found
+def _warnings(result: dict[str, Any]) -> list[str]:
+    """Module warnings (module.warn) as the json callback reports them."""
+    return [str(warning) for warning in result.get("warnings", [])]
 
 
 @pytest.fixture
@@ -230,7 +222,7 @@ def run_module(tmp_path: Path):
             result=result,
             stdout=document["_stdout"],
             stderr=document["_stderr"],
-            warnings=_warnings(document, result),
+            warnings=_warnings(result),
         )
 
     return runner

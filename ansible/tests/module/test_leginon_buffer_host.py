@@ -416,13 +416,13 @@ def test_role_registers_every_configured_camera(leginondb, tmp_path):
 
     def registration_task(document: dict[str, Any]) -> dict[str, Any]:
         for task in document["plays"][0]["tasks"]:
-            if task["task"]["name"].startswith("Register"):
+            if task["task"]["name"].endswith("Register this buffer host in leginondb for each camera"):
                 return task["hosts"]["localhost"]
         raise AssertionError(f"no registration task ran: {document['_stdout'][-2000:]}")
 
     dry = run_playbook(tmp_path, play, check=True)
     assert dry["_rc"] == 0, dry["_stdout"][-3000:]
-    assert registration_task(dry)["changed"] is True
+    assert registration_task(dry)["changed"] is True, json.dumps(registration_task(dry), indent=1)[:4000]
     assert leginondb.buffer_rows() == []
 
     converge = run_playbook(tmp_path, play)

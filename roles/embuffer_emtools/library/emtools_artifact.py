@@ -104,7 +104,7 @@ def sha256_file(path):
 
 
 def member_matches(name, pattern):
-    name = name.lstrip("./") if name.startswith("./") else name
+    name = name[2:] if name.startswith("./") else name
     if fnmatch.fnmatchcase(name, pattern):
         return True
     return "/" not in pattern and fnmatch.fnmatchcase(posixpath_basename(name), pattern)
@@ -177,6 +177,11 @@ def main():
     params = module.params
     expected = params["sha256"].strip().lower()
     if not os.path.isfile(params["archive"]):
+        if module.check_mode:
+            # The staging copy before this task did not happen in check mode either.
+            guess = params["name"] or posixpath_basename(params["member"] or params["archive"])
+            module.exit_json(changed=True, path=os.path.join(params["dest_dir"], guess), member=params["member"],
+                             sha256="", msg="artifact not staged yet (check mode)")
         module.fail_json(msg="artifact %s does not exist" % params["archive"])
     actual = sha256_file(params["archive"])
     if actual != expected:
@@ -185,7 +190,7 @@ def main():
             % (params["archive"], expected, actual), expected_sha256=expected, actual_sha256=actual)
     if params["format"] != "binary" and not params["member"]:
         module.fail_json(msg="member is required for a %s artifact" % params["format"])
-    if not os.path.isdir(params["dest_dir"]):
+    if not os.path.isdir(params["dest_dir"]) and not module.check_mode:
         module.fail_json(msg="destination folder %s does not exist" % params["dest_dir"])
 
     try:

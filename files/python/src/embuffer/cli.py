@@ -18,9 +18,9 @@ from embuffer.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_confi
 from embuffer.journal import Journal, JournalLocked, ServiceLock
 
 log = logging.getLogger("embuffer")
-EXIT_CONFIG = 78      # EX_CONFIG: the configuration is unusable
-EXIT_LOCKED = 75      # EX_TEMPFAIL: another instance holds the journal
-EXIT_INCOMPLETE = 1   # the command ran but could not finish its job (told in the log)
+EXIT_CONFIG = 78  # EX_CONFIG: the configuration is unusable
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another instance holds the journal
+EXIT_INCOMPLETE = 1  # the command ran but could not finish its job (told in the log)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -35,8 +35,9 @@ def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: finishing or rolling back the file in flight",
-                 signal.Signals(signum).name)
+        log.info(
+            "received %s: finishing or rolling back the file in flight", signal.Signals(signum).name
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
@@ -51,8 +52,9 @@ def cmd_config_check(config: Config, _args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"  - {warning}")
     verdict = "OK" if not warnings else f"usable, but {len(warnings)} folder(s) unavailable now"
-    print(f"{config.path}: {verdict} ({len(config.cameras)} camera(s), "
-          f"buffer {config.buffer_root})")
+    print(
+        f"{config.path}: {verdict} ({len(config.cameras)} camera(s), buffer {config.buffer_root})"
+    )
     return 0 if not warnings else 1
 
 
@@ -67,12 +69,18 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
             failed = False
             for worker in workers:
                 result = worker.run_once()
-                log.info("camera %s: %d handled, %d waiting", worker.camera.host,
-                         result.handled, result.waiting)
+                log.info(
+                    "camera %s: %d handled, %d waiting",
+                    worker.camera.host,
+                    result.handled,
+                    result.waiting,
+                )
                 failed = failed or bool(result.errors)
             return EXIT_INCOMPLETE if failed else 0
-        threads = [threading.Thread(target=worker.run_forever, name=f"ingest-{worker.camera.host}")
-                   for worker in workers]
+        threads = [
+            threading.Thread(target=worker.run_forever, name=f"ingest-{worker.camera.host}")
+            for worker in workers
+        ]
         for thread in threads:
             thread.start()
         log.info("ingest running for %s", ", ".join(c.host for c in config.cameras))
@@ -145,8 +153,9 @@ def cmd_archive(config: Config, args: argparse.Namespace) -> int:
         print("archive resumed" if resume(journal) else "archive was not paused")
         return 0
     if config.archive.primary is None:
-        print(f"{config.path}: [archive] primary is not set; nothing to archive to",
-              file=sys.stderr)
+        print(
+            f"{config.path}: [archive] primary is not set; nothing to archive to", file=sys.stderr
+        )
         return EXIT_CONFIG
     stop = _stop_on_signals()
     with ServiceLock(config.journal, "archive"):
@@ -168,10 +177,22 @@ def cmd_purge(config: Config, args: argparse.Namespace) -> int:
     return 0 if report.reached_target else EXIT_INCOMPLETE
 
 
+def cmd_session(config: Config, args: argparse.Namespace) -> int:
+    journal = Journal(config.journal)
+    journal.set_session_keep(args.session, not args.off)
+    state = "no longer kept" if args.off else "kept: purge will not remove its buffer copies"
+    print(f"session {args.session}: {state}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embuffer", description=__doc__)
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
-                        help=f"configuration file (default {DEFAULT_CONFIG_PATH})")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help=f"configuration file (default {DEFAULT_CONFIG_PATH})",
+    )
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.add_argument("--version", action="version", version=f"embuffer {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -208,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--dry-run", action="store_true", help="print what would go, remove none")
     purge.add_argument("--paranoid", action="store_true", help="re-hash the primary copy first")
     purge.set_defaults(handler=cmd_purge)
+
+    session = commands.add_parser("session", help="mark a session to keep on the buffer")
+    session.add_argument("action", choices=["keep"])
+    session.add_argument("session", help="Leginon session name")
+    session.add_argument("--off", action="store_true", help="remove the keep mark")
+    session.set_defaults(handler=cmd_session)
     return parser
 
 
@@ -215,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     if args.command == "archive" and args.action == "pause" and not args.reason.strip():
-        print("embuffer archive pause: --reason is required (it is shown in status)",
-              file=sys.stderr)
+        print(
+            "embuffer archive pause: --reason is required (it is shown in status)", file=sys.stderr
+        )
         return 2
     try:
         config = load_config(args.config, check_paths=args.command != "status")

@@ -111,9 +111,7 @@ def _type_name(types: tuple[type, ...]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
-def _read_table(
-    table: Any, spec: _Spec, where: str, problems: list[str]
-) -> dict[str, Any]:
+def _read_table(table: Any, spec: _Spec, where: str, problems: list[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if not isinstance(table, dict):
         problems.append(f"[{where}] must be a table, not {type(table).__name__}")
@@ -173,8 +171,9 @@ def runtime_warnings(config: Config) -> list[str]:
     down must not stop the others); `config check` reports them."""
     warnings: list[str] = []
     for camera in config.cameras:
-        _check_folder(str(camera.path), f"[camera '{camera.host}'] camera folder", warnings,
-                      writable=True)
+        _check_folder(
+            str(camera.path), f"[camera '{camera.host}'] camera folder", warnings, writable=True
+        )
     if config.archive.primary is not None:
         _check_folder(str(config.archive.primary), "[archive] primary", warnings, writable=True)
     return warnings
@@ -215,9 +214,11 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH, *, check_paths: bool = True) -
         values = _read_table(table, _CAMERA_KEYS, where, problems)
         if values["host"]:
             where = f"camera '{values['host']}'"
-        for key in ("check_days", "grace_minutes", "settle_seconds", "poll_seconds"):
+        for key in ("check_days", "settle_seconds", "poll_seconds"):
             if isinstance(values[key], int | float) and values[key] <= 0:
                 problems.append(f"[{where}] '{key}' must be greater than 0")
+        if isinstance(values["grace_minutes"], int | float) and values["grace_minutes"] < 0:
+            problems.append(f"[{where}] 'grace_minutes' must not be negative")
         if values["host"] and values["path"]:
             cameras.append(
                 CameraConfig(
@@ -239,12 +240,12 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH, *, check_paths: bool = True) -
         problems.append(f"camera folder '{folder}' is used by more than one [[camera]] block")
 
     low, high = purge["low_watermark_percent"], purge["high_watermark_percent"]
-    if isinstance(low, int | float) and isinstance(high, int | float):
-        if not 0 < low < high <= 100:
-            problems.append(
-                "[purge] watermarks must satisfy 0 < low_watermark_percent < "
-                f"high_watermark_percent <= 100 (got low={low}, high={high})"
-            )
+    numbers = isinstance(low, int | float) and isinstance(high, int | float)
+    if numbers and not 0 < low < high <= 100:
+        problems.append(
+            "[purge] watermarks must satisfy 0 < low_watermark_percent < "
+            f"high_watermark_percent <= 100 (got low={low}, high={high})"
+        )
     if isinstance(purge["retention_days"], int | float) and purge["retention_days"] < 0:
         problems.append("[purge] 'retention_days' must not be negative")
 
@@ -253,7 +254,9 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH, *, check_paths: bool = True) -
         _check_folder(buffer["quarantine"], "[buffer] quarantine", problems, writable=True)
         if buffer["journal"]:
             _check_folder(
-                str(Path(buffer["journal"]).parent), "[buffer] journal folder", problems,
+                str(Path(buffer["journal"]).parent),
+                "[buffer] journal folder",
+                problems,
                 writable=True,
             )
         _check_credentials(database["credentials"], problems)

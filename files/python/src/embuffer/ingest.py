@@ -59,8 +59,9 @@ class _Placed:
 
 
 class CameraIngest:
-    def __init__(self, config: Config, camera: CameraConfig, journal: Journal,
-                 stop: threading.Event) -> None:
+    def __init__(
+        self, config: Config, camera: CameraConfig, journal: Journal, stop: threading.Event
+    ) -> None:
         self.config = config
         self.camera = camera
         self.journal = journal
@@ -79,8 +80,9 @@ class CameraIngest:
     def recover(self) -> None:
         """Finish or undo whatever a previous run of this camera left mid-flight."""
         marks = ", ".join("?" for _ in j.ACTIVE_INGEST_STATES)
-        for movie in self.journal.movies(f"camera = ? AND state IN ({marks})",
-                                         (self.camera.host, *j.ACTIVE_INGEST_STATES)):
+        for movie in self.journal.movies(
+            f"camera = ? AND state IN ({marks})", (self.camera.host, *j.ACTIVE_INGEST_STATES)
+        ):
             try:
                 outcome = self.transfer.recover(movie)
                 log.info("recover %r: %s (was %s)", movie.source_path, outcome, movie.state)
@@ -88,8 +90,9 @@ class CameraIngest:
                 log.error("recover %r failed: %s; will retry", movie.source_path, error)
 
     def run_forever(self) -> None:
-        verifier = threading.Thread(target=self._verify_loop, name=f"verify-{self.camera.host}",
-                                    daemon=True)
+        verifier = threading.Thread(
+            target=self._verify_loop, name=f"verify-{self.camera.host}", daemon=True
+        )
         verifier.start()
         self.recover()
         last_scan = 0.0
@@ -150,8 +153,12 @@ class CameraIngest:
                 log.info("copy of %r not finished: %s; will retry", candidate.name, error)
             except OSError as error:
                 result.errors.append(f"{candidate.name}: {error}")
-                self.journal.event("error", camera=self.camera.host, detail=f"{candidate.name!r}: {error}")
-                log.error("ingest %r failed: %s; it stays on the camera share", candidate.name, error)
+                self.journal.event(
+                    "error", camera=self.camera.host, detail=f"{candidate.name!r}: {error}"
+                )
+                log.error(
+                    "ingest %r failed: %s; it stays on the camera share", candidate.name, error
+                )
                 if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                     self.backoff.failed()
                     break
@@ -169,8 +176,9 @@ class CameraIngest:
                 continue
             original = Candidate(Path(movie.source_path).name, location, movie.kind == "dir")
             if self.handle(original, time.time(), retry=True):
-                self.journal.update_movie(movie.id, state=j.RELEASED,
-                                          reason=f"{movie.reason}; released by retry")
+                self.journal.update_movie(
+                    movie.id, state=j.RELEASED, reason=f"{movie.reason}; released by retry"
+                )
                 placed += 1
             else:
                 left += 1
@@ -183,8 +191,11 @@ class CameraIngest:
         movie = self.journal.active_movie_for_source(self.camera.host, source)
         if movie is None:
             movie_id = self.journal.insert_movie(
-                camera=self.camera.host, source_path=source, state=j.SEEN,
-                kind="dir" if candidate.is_dir else "file", first_seen=first_seen,
+                camera=self.camera.host,
+                source_path=source,
+                state=j.SEEN,
+                kind="dir" if candidate.is_dir else "file",
+                first_seen=first_seen,
                 closed_at=candidate.path.stat(follow_symlinks=False).st_mtime,
             )
         else:
@@ -202,17 +213,26 @@ class CameraIngest:
         if placed is None:
             return True
         if self.camera.destination_head and not str(placed.folder).startswith(
-                self.camera.destination_head):
-            self._tell(source, f"{candidate.name!r}: destination {placed.folder} is not under "
-                               f"destination_head {self.camera.destination_head}; left for the "
-                               "embuffer that serves that head")
+            self.camera.destination_head
+        ):
+            self._tell(
+                source,
+                f"{candidate.name!r}: destination {placed.folder} is not under "
+                f"destination_head {self.camera.destination_head}; left for the "
+                "embuffer that serves that head",
+            )
             return False
         dest = placed.folder / destination_name(match.filename, candidate.name, candidate.is_dir)
         self._record_match(movie_id, match, dest, placed)
         self.references.write_for(movie_id, match, placed.folder, placed.ownership)
         if not self.transfer.copy(movie_id, candidate.path, dest, placed.ownership):
-            quarantine_movie(self.config, self.journal, self.transfer, movie_id,
-                             f"a different file already exists at {dest}")
+            quarantine_movie(
+                self.config,
+                self.journal,
+                self.transfer,
+                movie_id,
+                f"a different file already exists at {dest}",
+            )
             return True
         self._copy_sidecar(candidate, match, placed)
         self.verify_queue.put(movie_id)
@@ -223,18 +243,32 @@ class CameraIngest:
         movie = self.journal.movie(movie_id)
         waited = time.time() - movie.first_seen
         if waited < self.camera.grace_minutes * 60:
-            self._tell(str(candidate.path), f"{candidate.name!r}: no Leginon image yet for "
-                       f"frames name {key!r}; waiting up to {self.camera.grace_minutes:g} min")
+            self._tell(
+                str(candidate.path),
+                f"{candidate.name!r}: no Leginon image yet for "
+                f"frames name {key!r}; waiting up to {self.camera.grace_minutes:g} min",
+            )
             return False
         miss = explain_miss(self.db, key, self.camera.host, self.camera.check_days)
-        quarantine_movie(self.config, self.journal, self.transfer, movie_id,
-                         f"{miss.reason} (waited {waited / 60:.0f} min)")
+        quarantine_movie(
+            self.config,
+            self.journal,
+            self.transfer,
+            movie_id,
+            f"{miss.reason} (waited {waited / 60:.0f} min)",
+        )
         sidecar = sidecar_for(candidate)
         if sidecar is not None:
-            sidecar_id = self.journal.insert_movie(camera=self.camera.host, kind="sidecar",
-                                                   source_path=str(sidecar), state=j.SEEN)
-            quarantine_movie(self.config, self.journal, self.transfer, sidecar_id,
-                             f"sidecar of quarantined {candidate.name!r}")
+            sidecar_id = self.journal.insert_movie(
+                camera=self.camera.host, kind="sidecar", source_path=str(sidecar), state=j.SEEN
+            )
+            quarantine_movie(
+                self.config,
+                self.journal,
+                self.transfer,
+                sidecar_id,
+                f"sidecar of quarantined {candidate.name!r}",
+            )
         return True
 
     def _place(self, match: ImageMatch) -> _Placed | None:
@@ -242,36 +276,54 @@ class CameraIngest:
         if cached is not None and time.monotonic() - cached.at < PLACEMENT_CACHE_SECONDS:
             return cached
         session = load_session(self.db, match.session_id)
-        placement = session_buffer_folder(self.db, session, match.instrument_id,
-                                          str(self.config.buffer_root))
+        placement = session_buffer_folder(
+            self.db, session, match.instrument_id, str(self.config.buffer_root)
+        )
         if placement is None:
-            self._tell(f"session-{session.session_id}",
-                       f"session {session.name}: image path {session.image_path!r} has no "
-                       "'leginon' part, so no buffer frame path exists; its frames stay on the "
-                       "camera share until the session is fixed")
+            self._tell(
+                f"session-{session.session_id}",
+                f"session {session.name}: image path {session.image_path!r} has no "
+                "'leginon' part, so no buffer frame path exists; its frames stay on the "
+                "camera share until the session is fixed",
+            )
             return None
         folder = Path(os.path.normpath(placement.folder))
         root = self.config.buffer_root
         if folder != root and root not in folder.parents:
-            self._tell(f"session-{session.session_id}",
-                       f"session {session.name}: buffer frame path {folder} is outside the "
-                       f"buffer root {root}; its frames stay on the camera share")
+            self._tell(
+                f"session-{session.session_id}",
+                f"session {session.name}: buffer frame path {folder} is outside the "
+                f"buffer root {root}; its frames stay on the camera share",
+            )
             return None
         uid, gid = session_owner(session)
-        placed = _Placed(folder, Ownership(uid, gid, self.config.file_mode, self.config.dir_mode),
-                         placement.registered, session.name, time.monotonic())
+        placed = _Placed(
+            folder,
+            Ownership(uid, gid, self.config.file_mode, self.config.dir_mode),
+            placement.registered,
+            session.name,
+            time.monotonic(),
+        )
         self._placements[match.session_id] = placed
         log.info("session %s -> %s (%s)", session.name, folder, placement.note)
         return placed
 
     def _record_match(self, movie_id: int, match: ImageMatch, dest: Path, placed: _Placed) -> None:
         self.journal.update_movie(
-            movie_id, state=j.MATCHED, target="buffer", image_table=match.table,
-            image_id=match.image_id, image_filename=match.filename, session_id=match.session_id,
-            session_name=placed.session_name, norm_id=match.norm_id,
-            dark_id=match.dark_id, dest_path=str(dest),
+            movie_id,
+            state=j.MATCHED,
+            target="buffer",
+            image_table=match.table,
+            image_id=match.image_id,
+            image_filename=match.filename,
+            session_id=match.session_id,
+            session_name=placed.session_name,
+            norm_id=match.norm_id,
+            dark_id=match.dark_id,
+            dest_path=str(dest),
             rel_path=str(dest.relative_to(self.config.buffer_root)),
-            uid=placed.ownership.uid, gid=placed.ownership.gid,
+            uid=placed.ownership.uid,
+            gid=placed.ownership.gid,
         )
 
     def _copy_sidecar(self, candidate: Candidate, match: ImageMatch, placed: _Placed) -> None:
@@ -279,14 +331,20 @@ class CameraIngest:
         if sidecar is None:
             return
         dest = placed.folder / f"{match.filename}.frames.xml"
-        sidecar_id = self.journal.insert_movie(camera=self.camera.host, kind="sidecar",
-                                               source_path=str(sidecar), state=j.SEEN)
+        sidecar_id = self.journal.insert_movie(
+            camera=self.camera.host, kind="sidecar", source_path=str(sidecar), state=j.SEEN
+        )
         self._record_match(sidecar_id, match, dest, placed)
         if self.transfer.copy(sidecar_id, sidecar, dest, placed.ownership):
             self.verify_queue.put(sidecar_id)
         else:
-            quarantine_movie(self.config, self.journal, self.transfer, sidecar_id,
-                             f"a different sidecar already exists at {dest}")
+            quarantine_movie(
+                self.config,
+                self.journal,
+                self.transfer,
+                sidecar_id,
+                f"a different sidecar already exists at {dest}",
+            )
 
     # ---- verification (second thread) ---------------------------------------------------
     def _verify_one(self, movie_id: int) -> None:
@@ -296,13 +354,24 @@ class CameraIngest:
                 self.transfer.verify(movie_id)
             self.transfer.remove_source(movie_id, j.DONE)
             movie = self.journal.movie(movie_id)
-            self.journal.event("ingested", movie_id=movie_id, camera=self.camera.host,
-                               nbytes=movie.size, detail=movie.dest_path)
-            log.info("ingested %r -> %s (%d bytes, xxh3-128 %s, verified)",
-                     movie.source_path, movie.dest_path, movie.size or 0, movie.hash)
+            self.journal.event(
+                "ingested",
+                movie_id=movie_id,
+                camera=self.camera.host,
+                nbytes=movie.size,
+                detail=movie.dest_path,
+            )
+            log.info(
+                "ingested %r -> %s (%d bytes, xxh3-128 %s, verified)",
+                movie.source_path,
+                movie.dest_path,
+                movie.size or 0,
+                movie.hash,
+            )
         except (OSError, VerificationFailed) as error:
-            self.journal.event("error", movie_id=movie_id, camera=self.camera.host,
-                               detail=str(error))
+            self.journal.event(
+                "error", movie_id=movie_id, camera=self.camera.host, detail=str(error)
+            )
             log.error("verify %r failed: %s; the camera copy is kept", movie.source_path, error)
 
     def _verify_loop(self) -> None:

@@ -22,22 +22,22 @@ from pathlib import Path
 from typing import Any
 
 # Ingest states, in order. A movie is safe (exists verified somewhere) in every state.
-SEEN = "seen"                # noticed on the camera share, not yet settled
-MATCHED = "matched"          # Leginon image found, destination decided, copy not started
-COPYING = "copying"          # a temporary file may exist in the destination folder
-COPIED = "copied"            # final name in place (fsynced); re-read verification pending
-VERIFIED = "verified"        # buffer copy re-read and equal; camera copy may be removed
-DONE = "done"                # camera copy removed; the buffer holds the only copy (for now)
+SEEN = "seen"  # noticed on the camera share, not yet settled
+MATCHED = "matched"  # Leginon image found, destination decided, copy not started
+COPYING = "copying"  # a temporary file may exist in the destination folder
+COPIED = "copied"  # final name in place (fsynced); re-read verification pending
+VERIFIED = "verified"  # buffer copy re-read and equal; camera copy may be removed
+DONE = "done"  # camera copy removed; the buffer holds the only copy (for now)
 QUARANTINED = "quarantined"  # moved (verified) into the quarantine folder, reason recorded
-PURGED = "purged"            # buffer copy removed after primary was verified
-RELEASED = "released"        # a quarantined file that `quarantine retry` placed after all
-VANISHED = "vanished"        # the camera file disappeared before embuffer copied it
+PURGED = "purged"  # buffer copy removed after primary was verified
+RELEASED = "released"  # a quarantined file that `quarantine retry` placed after all
+VANISHED = "vanished"  # the camera file disappeared before embuffer copied it
 ACTIVE_INGEST_STATES = (SEEN, MATCHED, COPYING, COPIED, VERIFIED)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS movies (
   id INTEGER PRIMARY KEY,
-  camera TEXT NOT NULL,              -- camera host (InstrumentData.hostname); 'adopted' for archive adoptions
+  camera TEXT NOT NULL,              -- InstrumentData.hostname; 'adopted' for archive adoptions
   source_path TEXT,                  -- path on the camera share
   kind TEXT NOT NULL DEFAULT 'file', -- 'file' or 'dir' (DE .frames folders)
   state TEXT NOT NULL,
@@ -68,6 +68,9 @@ CREATE INDEX IF NOT EXISTS movies_active ON movies(camera, source_path, state);
 CREATE INDEX IF NOT EXISTS movies_state ON movies(state);
 CREATE INDEX IF NOT EXISTS movies_rel ON movies(rel_path);
 CREATE INDEX IF NOT EXISTS movies_archive ON movies(primary_verified_at, state);
+CREATE INDEX IF NOT EXISTS movies_purge ON movies(state, COALESCE(verified_at, first_seen), id);
+CREATE INDEX IF NOT EXISTS movies_dest ON movies(dest_path);
+CREATE INDEX IF NOT EXISTS movies_session ON movies(session_name);
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY,
   at REAL NOT NULL,
@@ -101,7 +104,8 @@ class Movie:
 
     @property
     def members(self) -> list[tuple[str, int, str]]:
-        return [tuple(entry) for entry in json.loads(self.row["manifest"] or "[]")]  # type: ignore[misc]
+        entries = json.loads(self.row["manifest"] or "[]")
+        return [(str(path), int(size), str(digest)) for path, size, digest in entries]
 
 
 class Journal:

@@ -8,6 +8,7 @@ quarantined, deleted) on the strength of a failed query.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -77,7 +78,8 @@ class LeginonDB:
                 log.info("connected to leginondb %s", self.credentials.describe())
             with self._connection.cursor() as cursor:
                 cursor.execute(sql, args)
-                return list(cursor.fetchall()), int(cursor.lastrowid or 0)
+                rows: list[dict[str, Any]] = list(cursor.fetchall())  # type: ignore[arg-type]
+                return rows, int(cursor.lastrowid or 0)
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError) as error:
             self.errors += 1
             self.close()
@@ -107,9 +109,8 @@ class LeginonDB:
 
     def close(self) -> None:
         if self._connection is not None:
-            try:
+            # a broken socket may fail to close; it is gone either way
+            with contextlib.suppress(Exception):
                 self._connection.close()
-            except Exception:  # noqa: BLE001 - a broken socket may fail to close; it is gone anyway
-                pass
             self._connection = None
             self._columns.clear()

@@ -78,9 +78,7 @@ _MATCH_COLUMNS = (
     "c.`REF|InstrumentData|ccdcamera` AS instrument_id, c.`align frames` AS align_frames, "
     "c.`frame flip` AS frame_flip, c.`frame rotate` AS frame_rotate, c.`nframes` AS nframes"
 )
-_ACQUISITION_REFS = (
-    ", i.`REF|NormImageData|norm` AS norm_id, i.`REF|DarkImageData|dark` AS dark_id"
-)
+_ACQUISITION_REFS = ", i.`REF|NormImageData|norm` AS norm_id, i.`REF|DarkImageData|dark` AS dark_id"
 
 
 def _candidates(
@@ -135,11 +133,13 @@ def explain_miss(db: LeginonDB, key: str, camera_host: str, check_days: int) -> 
     rows = [row for table in IMAGE_TABLES for row in _candidates(db, table, key, None, None)]
     hosts = sorted({str(row["camera_host"]) for row in rows if not row["align_frames"]})
     if camera_host in hosts:
-        return Miss(f"frames name '{key}' matches an image older than check_days "
-                    f"({check_days} days)")
+        return Miss(
+            f"frames name '{key}' matches an image older than check_days ({check_days} days)"
+        )
     if hosts:
-        return Miss(f"frames name '{key}' belongs to camera host(s) {', '.join(hosts)}, "
-                    f"not {camera_host}")
+        return Miss(
+            f"frames name '{key}' belongs to camera host(s) {', '.join(hosts)}, not {camera_host}"
+        )
     if rows:
         return Miss(f"frames name '{key}' matches only aligned-frame sums")
     return Miss(f"no Leginon image has frames name '{key}' for camera host {camera_host}")
@@ -206,8 +206,8 @@ def newest_buffer_host(db: LeginonDB, instrument_id: int) -> BufferHost | None:
 
 @dataclass(frozen=True)
 class Placement:
-    folder: str              # the session frame path on the buffer
-    registered: bool         # True when Appion will look here (BufferHostData enabled)
+    folder: str  # the session frame path on the buffer
+    registered: bool  # True when Appion will look here (BufferHostData enabled)
     note: str
 
 

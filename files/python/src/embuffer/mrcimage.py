@@ -46,12 +46,11 @@ def write_mrc(path: Path, image: Any, ownership: Ownership) -> None:
     nz = 1 if image.ndim == 2 else image.shape[0]
     header = bytearray(1024)
     struct.pack_into("<4i", header, 0, nx, ny, nz, _MODES[image.dtype.name])
-    struct.pack_into("<3i", header, 28, nx, ny, nz)        # mx, my, mz
+    struct.pack_into("<3i", header, 28, nx, ny, nz)  # mx, my, mz
     struct.pack_into("<3f", header, 40, float(nx), float(ny), float(nz))  # cell size
     struct.pack_into("<3f", header, 52, 90.0, 90.0, 90.0)  # cell angles
-    struct.pack_into("<3i", header, 64, 1, 2, 3)           # map columns, rows, sections
-    struct.pack_into("<3f", header, 76, float(image.min()), float(image.max()),
-                     float(image.mean()))
+    struct.pack_into("<3i", header, 64, 1, 2, 3)  # map columns, rows, sections
+    struct.pack_into("<3f", header, 76, float(image.min()), float(image.max()), float(image.mean()))
     header[208:212] = b"MAP "
     header[212:216] = b"\x44\x44\x00\x00"
     temp = path.with_name(f".{path.name}.tmp")
@@ -62,5 +61,7 @@ def write_mrc(path: Path, image: Any, ownership: Ownership) -> None:
         os.fsync(stream.fileno())
         os.fchmod(stream.fileno(), ownership.file_mode)
         if ownership.uid is not None:
-            os.fchown(stream.fileno(), ownership.uid, -1 if ownership.gid is None else ownership.gid)
+            os.fchown(
+                stream.fileno(), ownership.uid, -1 if ownership.gid is None else ownership.gid
+            )
     os.replace(temp, path)

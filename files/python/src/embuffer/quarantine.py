@@ -47,8 +47,9 @@ def quarantine_movie(
         transfer.verify(movie_id)
     transfer.remove_source(movie_id, j.QUARANTINED)
     movie = journal.movie(movie_id)
-    journal.event("quarantined", movie_id=movie_id, camera=movie.camera, nbytes=movie.size,
-                  detail=reason)
+    journal.event(
+        "quarantined", movie_id=movie_id, camera=movie.camera, nbytes=movie.size, detail=reason
+    )
     log.warning("quarantined %r -> %s: %s", str(source), dest, reason)
 
 

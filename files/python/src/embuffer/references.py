@@ -11,6 +11,7 @@ the middle of a session is logged. Errors here never hold up a movie: they are l
 from __future__ import annotations
 
 import ast
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -32,8 +33,9 @@ class ReferenceWriter:
         self.camera = camera
         self._last_by_session: dict[int, tuple[int | None, int | None]] = {}
 
-    def write_for(self, movie_id: int, match: ImageMatch, folder: Path,
-                  ownership: Ownership) -> None:
+    def write_for(
+        self, movie_id: int, match: ImageMatch, folder: Path, ownership: Ownership
+    ) -> None:
         if match.norm_id is None and match.dark_id is None:
             return
         self._note_change(movie_id, match)
@@ -42,8 +44,9 @@ class ReferenceWriter:
         except DatabaseUnavailable:
             raise
         except (OSError, ValueError, LookupError) as error:
-            self.journal.event("reference_error", movie_id=movie_id, camera=self.camera,
-                               detail=str(error))
+            self.journal.event(
+                "reference_error", movie_id=movie_id, camera=self.camera, detail=str(error)
+            )
             log.error("references for %s not written: %s", match.filename, error)
 
     def _note_change(self, movie_id: int, match: ImageMatch) -> None:
@@ -53,21 +56,27 @@ class ReferenceWriter:
             row = self.journal.db.execute(
                 "SELECT norm_id, dark_id FROM movies WHERE session_id = ? AND id != ? AND "
                 "(norm_id IS NOT NULL OR dark_id IS NOT NULL) ORDER BY id DESC LIMIT 1",
-                (match.session_id, movie_id)).fetchone()
+                (match.session_id, movie_id),
+            ).fetchone()
             previous = (row[0], row[1]) if row else None
         if previous is not None and previous != current:
-            detail = (f"session {match.session_id}: references changed from norm/dark "
-                      f"{previous[0]}/{previous[1]} to {current[0]}/{current[1]} at "
-                      f"{match.filename}")
-            self.journal.event("reference_changed", movie_id=movie_id, camera=self.camera,
-                               detail=detail)
+            detail = (
+                f"session {match.session_id}: references changed from norm/dark "
+                f"{previous[0]}/{previous[1]} to {current[0]}/{current[1]} at "
+                f"{match.filename}"
+            )
+            self.journal.event(
+                "reference_changed", movie_id=movie_id, camera=self.camera, detail=detail
+            )
             log.warning("%s", detail)
         self._last_by_session[match.session_id] = current
 
     def _reference(self, table: str, row_id: int) -> tuple[str, str]:
         rows = self.db.rows(
             f"SELECT `filename`, `REF|SessionData|session` AS session_id FROM `{table}` "
-            "WHERE `DEF_id` = %s", (row_id,))
+            "WHERE `DEF_id` = %s",
+            (row_id,),
+        )
         if not rows:
             raise LookupError(f"{table} row {row_id} does not exist")
         session = load_session(self.db, int(rows[0]["session_id"]))
@@ -77,8 +86,10 @@ class ReferenceWriter:
         references = folder / "references"
         make_folders(references, ownership)
         names: dict[str, str] = {"norm": "", "dark": ""}
-        for kind, table, row_id in (("norm", "NormImageData", match.norm_id),
-                                    ("dark", "DarkImageData", match.dark_id)):
+        for kind, table, row_id in (
+            ("norm", "NormImageData", match.norm_id),
+            ("dark", "DarkImageData", match.dark_id),
+        ):
             if row_id is None:
                 continue
             filename, image_path = self._reference(table, row_id)
@@ -96,14 +107,14 @@ class ReferenceWriter:
 
     @staticmethod
     def _copy_once(source: Path, dest: Path, ownership: Ownership) -> None:
-        try:
+        # DestinationExists: written for an earlier movie of this session
+        with contextlib.suppress(DestinationExists):
             copy_file(source, dest, ownership)
-        except DestinationExists:
-            pass  # written for an earlier movie of this session
 
     @staticmethod
-    def _write_modified(plain: Path, modified: Path, match: ImageMatch, scale: int,
-                        ownership: Ownership) -> None:
+    def _write_modified(
+        plain: Path, modified: Path, match: ImageMatch, scale: int, ownership: Ownership
+    ) -> None:
         import numpy
 
         image = read_mrc(plain)
@@ -120,28 +131,45 @@ class ReferenceWriter:
             return ""
         rows = self.db.rows(
             "SELECT `SEQ|bad_cols` AS cols, `SEQ|bad_rows` AS rows_, `SEQ|bad_pixels` AS pixels "
-            "FROM `CorrectorPlanData` WHERE `DEF_id` = %s", (match.plan_id,))
+            "FROM `CorrectorPlanData` WHERE `DEF_id` = %s",
+            (match.plan_id,),
+        )
         if not rows:
             return ""
         name = f"defect_plan{match.plan_id:04d}.txt"
         target = references / name
         if not target.exists():
             values = [_sequence(rows[0][key]) for key in ("cols", "rows_", "pixels")]
-            text = "".join(f"{label}: {value}\n" for label, value in
-                           zip(("bad_cols", "bad_rows", "bad_pixels"), values, strict=True))
+            text = "".join(
+                f"{label}: {value}\n"
+                for label, value in zip(("bad_cols", "bad_rows", "bad_pixels"), values, strict=True)
+            )
             _write_text(target, text, ownership)
         return name
 
     @staticmethod
-    def _append_list(references: Path, ownership: Ownership, match: ImageMatch,
-                     names: dict[str, str], plan: str) -> None:
+    def _append_list(
+        references: Path, ownership: Ownership, match: ImageMatch, names: dict[str, str], plan: str
+    ) -> None:
         scale = match.nframes or 1
-        line = "\t".join([match.filename, str(int(match.frame_flip)), str(match.frame_rotate),
-                          str(scale), names["norm"], names["dark"], plan]) + "\n"
+        line = (
+            "\t".join(
+                [
+                    match.filename,
+                    str(int(match.frame_flip)),
+                    str(match.frame_rotate),
+                    str(scale),
+                    names["norm"],
+                    names["dark"],
+                    plan,
+                ]
+            )
+            + "\n"
+        )
         listing = references / LIST_NAME
         if listing.exists() and any(
-                entry.split("\t", 1)[0] == match.filename
-                for entry in listing.read_text().splitlines()):
+            entry.split("\t", 1)[0] == match.filename for entry in listing.read_text().splitlines()
+        ):
             return
         created = not listing.exists()
         with open(listing, "a", encoding="utf-8") as stream:
@@ -151,8 +179,11 @@ class ReferenceWriter:
             if created:
                 os.fchmod(stream.fileno(), ownership.file_mode)
                 if ownership.uid is not None:
-                    os.fchown(stream.fileno(), ownership.uid, -1 if ownership.gid is None
-                              else ownership.gid)
+                    os.fchown(
+                        stream.fileno(),
+                        ownership.uid,
+                        -1 if ownership.gid is None else ownership.gid,
+                    )
 
 
 def _sequence(text: object) -> list[object]:
@@ -171,5 +202,7 @@ def _write_text(target: Path, text: str, ownership: Ownership) -> None:
         os.fsync(stream.fileno())
         os.fchmod(stream.fileno(), ownership.file_mode)
         if ownership.uid is not None:
-            os.fchown(stream.fileno(), ownership.uid, -1 if ownership.gid is None else ownership.gid)
+            os.fchown(
+                stream.fileno(), ownership.uid, -1 if ownership.gid is None else ownership.gid
+            )
     os.replace(temp, target)

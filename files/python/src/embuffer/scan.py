@@ -48,8 +48,9 @@ def list_candidates(folder: Path, warned: set[str]) -> list[Candidate]:
             if entry.is_symlink():
                 if entry.name not in warned:
                     warned.add(entry.name)
-                    log.warning("skip symlink %r in %s: embuffer never follows links", entry.name,
-                                folder)
+                    log.warning(
+                        "skip symlink %r in %s: embuffer never follows links", entry.name, folder
+                    )
                 continue
             is_dir = entry.is_dir(follow_symlinks=False)
             if not is_dir and not entry.is_file(follow_symlinks=False):
@@ -100,7 +101,7 @@ class Snapshot:
 class Watch:
     candidate: Candidate
     snapshot: Snapshot
-    stable_since: float          # monotonic time the snapshot was first seen unchanged
+    stable_since: float  # monotonic time the snapshot was first seen unchanged
     first_seen_wall: float
     verdict: StructureVerdict | None = None
     verdict_for: Snapshot | None = None
@@ -124,8 +125,9 @@ class SettleTracker:
             return None
         watch = self.watches.get(candidate.name)
         if watch is None or watch.snapshot != snapshot:
-            watch = Watch(candidate, snapshot, now, time.time() if watch is None
-                          else watch.first_seen_wall)
+            watch = Watch(
+                candidate, snapshot, now, time.time() if watch is None else watch.first_seen_wall
+            )
             self.watches[candidate.name] = watch
         else:
             watch.observations += 1

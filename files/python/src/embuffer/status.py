@@ -77,7 +77,8 @@ def _scalar(journal: Journal, sql: str, args: tuple[Any, ...] = ()) -> Any:
 def camera_status(journal: Journal, host: str, folder: str, now: float) -> CameraStatus:
     status = CameraStatus(host=host, folder=folder)
     for state, count in journal.db.execute(
-            "SELECT state, COUNT(*) FROM movies WHERE camera = ? GROUP BY state", (host,)):
+        "SELECT state, COUNT(*) FROM movies WHERE camera = ? GROUP BY state", (host,)
+    ):
         status.seen += count
         if state in j.ACTIVE_INGEST_STATES:
             status.in_flight += count
@@ -87,17 +88,24 @@ def camera_status(journal: Journal, host: str, folder: str, now: float) -> Camer
             status.quarantined += count
     last = journal.db.execute(
         "SELECT at, detail FROM events WHERE action = 'ingested' AND camera = ? "
-        "ORDER BY at DESC LIMIT 1", (host,)).fetchone()
+        "ORDER BY at DESC LIMIT 1",
+        (host,),
+    ).fetchone()
     if last:
         status.last_file_at, status.last_file = last[0], last[1]
     error = journal.db.execute(
         "SELECT at, detail FROM events WHERE action IN ('error', 'db_error', 'verify_failed') "
-        "AND camera = ? ORDER BY at DESC LIMIT 1", (host,)).fetchone()
+        "AND camera = ? ORDER BY at DESC LIMIT 1",
+        (host,),
+    ).fetchone()
     if error:
         status.last_error_at, status.last_error = error[0], error[1]
-    recent = _scalar(journal, "SELECT COALESCE(SUM(bytes), 0) FROM events WHERE "
-                     "action = 'ingested' AND camera = ? AND at >= ?",
-                     (host, now - RATE_WINDOW_SECONDS))
+    recent = _scalar(
+        journal,
+        "SELECT COALESCE(SUM(bytes), 0) FROM events WHERE "
+        "action = 'ingested' AND camera = ? AND at >= ?",
+        (host, now - RATE_WINDOW_SECONDS),
+    )
     status.bytes_per_second = float(recent or 0) / RATE_WINDOW_SECONDS
     return status
 
@@ -112,15 +120,20 @@ def archive_status(config: Config, journal: Journal, now: float) -> ArchiveStatu
     row = journal.db.execute(
         "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(verified_at) FROM movies "
         "WHERE state IN (?, ?) AND target = 'buffer' AND primary_verified_at IS NULL",
-        (j.DONE, j.VERIFIED)).fetchone()
+        (j.DONE, j.VERIFIED),
+    ).fetchone()
     status.backlog_files, status.backlog_bytes = int(row[0]), int(row[1])
     if row[2] is not None:
         status.oldest_backlog_age_seconds = now - float(row[2])
-    status.archived = int(_scalar(journal, "SELECT COUNT(*) FROM movies WHERE "
-                                  "primary_verified_at IS NOT NULL") or 0)
-    status.last_archived_at = _scalar(journal, "SELECT MAX(at) FROM events WHERE action = 'archived'")
-    error = journal.db.execute("SELECT detail FROM events WHERE action = 'archive_error' "
-                               "ORDER BY at DESC LIMIT 1").fetchone()
+    status.archived = int(
+        _scalar(journal, "SELECT COUNT(*) FROM movies WHERE primary_verified_at IS NOT NULL") or 0
+    )
+    status.last_archived_at = _scalar(
+        journal, "SELECT MAX(at) FROM events WHERE action = 'archived'"
+    )
+    error = journal.db.execute(
+        "SELECT detail FROM events WHERE action = 'archive_error' ORDER BY at DESC LIMIT 1"
+    ).fetchone()
     status.last_error = error[0] if error else None
     return status
 
@@ -133,9 +146,12 @@ def buffer_status(config: Config, journal: Journal, now: float) -> BufferStatus:
         return status
     status.total_bytes, status.used_bytes = usage.total, usage.used
     status.used_percent = 100.0 * usage.used / usage.total if usage.total else 0.0
-    intake = _scalar(journal, "SELECT COALESCE(SUM(bytes), 0) FROM events WHERE "
-                     "action IN ('ingested', 'adopted') AND at >= ?",
-                     (now - FORECAST_WINDOW_SECONDS,))
+    intake = _scalar(
+        journal,
+        "SELECT COALESCE(SUM(bytes), 0) FROM events WHERE "
+        "action IN ('ingested', 'adopted') AND at >= ?",
+        (now - FORECAST_WINDOW_SECONDS,),
+    )
     status.intake_bytes_per_hour = float(intake or 0) / (FORECAST_WINDOW_SECONDS / 3600.0)
     if status.intake_bytes_per_hour > 0:
         status.hours_until_full = usage.free / status.intake_bytes_per_hour
@@ -176,8 +192,10 @@ def render(status: Status) -> str:
     lines = []
     for camera in status.cameras:
         lines.append(f"camera {camera.host} ({camera.folder})")
-        lines.append(f"  seen {camera.seen}, in flight {camera.in_flight}, moved {camera.moved}, "
-                     f"quarantined {camera.quarantined}, {_size(camera.bytes_per_second)}/s")
+        lines.append(
+            f"  seen {camera.seen}, in flight {camera.in_flight}, moved {camera.moved}, "
+            f"quarantined {camera.quarantined}, {_size(camera.bytes_per_second)}/s"
+        )
         lines.append(f"  last file: {camera.last_file or '-'} ({_ago(camera.last_file_at, now)})")
         if camera.last_error:
             lines.append(f"  last error: {camera.last_error} ({_ago(camera.last_error_at, now)})")
@@ -188,19 +206,31 @@ def render(status: Status) -> str:
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(archive.paused_since or 0))
             state = f"archive paused: {archive.paused_reason} since {since}"
         lines.append(f"archive to {archive.primary or '(no primary configured)'}: {state}")
-        oldest = ("-" if archive.oldest_backlog_age_seconds is None
-                  else f"{archive.oldest_backlog_age_seconds / 3600:.1f} h")
-        lines.append(f"  backlog {archive.backlog_files} files, {_size(archive.backlog_bytes)}, "
-                     f"oldest {oldest}; archived {archive.archived}")
+        oldest = (
+            "-"
+            if archive.oldest_backlog_age_seconds is None
+            else f"{archive.oldest_backlog_age_seconds / 3600:.1f} h"
+        )
+        lines.append(
+            f"  backlog {archive.backlog_files} files, {_size(archive.backlog_bytes)}, "
+            f"oldest {oldest}; archived {archive.archived}"
+        )
         if archive.last_error:
             lines.append(f"  last error: {archive.last_error}")
     if status.buffer is not None:
         buffer = status.buffer
-        forecast = ("no intake" if buffer.hours_until_full is None
-                    else f"{buffer.hours_until_full:.1f} h until full")
-        lines.append(f"buffer {buffer.root}: {buffer.used_percent:.1f} % used, "
-                     f"intake {_size(buffer.intake_bytes_per_hour)}/h, {forecast}")
+        forecast = (
+            "no intake"
+            if buffer.hours_until_full is None
+            else f"{buffer.hours_until_full:.1f} h until full"
+        )
+        lines.append(
+            f"buffer {buffer.root}: {buffer.used_percent:.1f} % used, "
+            f"intake {_size(buffer.intake_bytes_per_hour)}/h, {forecast}"
+        )
         if buffer.outage:
-            lines.append(f"  outage since {buffer.outage.get('start')}: "
-                         f"{buffer.outage.get('reason')} ({buffer.outage.get('by')})")
+            lines.append(
+                f"  outage since {buffer.outage.get('start')}: "
+                f"{buffer.outage.get('reason')} ({buffer.outage.get('by')})"
+            )
     return "\n".join(lines)

@@ -51,7 +51,10 @@ class Transfer:
         (state COPIED, or VERIFIED when an identical copy was already there). False when the
         destination holds DIFFERENT bytes: the caller decides (quarantine)."""
         self.journal.update_movie(
-            movie_id, state=j.COPYING, dest_path=str(dest), copy_started_at=time.time(),
+            movie_id,
+            state=j.COPYING,
+            dest_path=str(dest),
+            copy_started_at=time.time(),
             attempts=self.journal.movie(movie_id).attempts + 1,
         )
         make_folders(dest.parent, ownership)
@@ -87,9 +90,13 @@ class Transfer:
             return False
         stat = source.stat(follow_symlinks=False)
         self.journal.update_movie(
-            movie_id, state=j.VERIFIED, size=source_size, hash=source_hash,
+            movie_id,
+            state=j.VERIFIED,
+            size=source_size,
+            hash=source_hash,
             source_mtime_ns=_tree_mtime(source, stat.st_mtime_ns),
-            buffer_visible_at=time.time(), verified_at=time.time(),
+            buffer_visible_at=time.time(),
+            verified_at=time.time(),
         )
         self.journal.event("identical_exists", movie_id=movie_id, detail=str(dest))
         return True
@@ -101,11 +108,16 @@ class Transfer:
         size, digest = hash_path(dest, drop_cache=True)
         if (size, digest) != (movie.size, movie.hash):
             # Our copy is bad and the source is intact: discard the copy, retry later.
-            self.journal.event("verify_failed", movie_id=movie_id, camera=movie.camera,
-                               detail=f"{dest}: {digest} != {movie.hash}")
+            self.journal.event(
+                "verify_failed",
+                movie_id=movie_id,
+                camera=movie.camera,
+                detail=f"{dest}: {digest} != {movie.hash}",
+            )
             remove_tree_quietly(dest)
-            self.journal.update_movie(movie_id, state=j.MATCHED,
-                                      reason=f"verification failed at {time.ctime()}")
+            self.journal.update_movie(
+                movie_id, state=j.MATCHED, reason=f"verification failed at {time.ctime()}"
+            )
             raise VerificationFailed(f"{dest} re-read as {digest}, copied as {movie.hash}")
         self.journal.update_movie(movie_id, state=j.VERIFIED, verified_at=time.time())
 
@@ -120,11 +132,15 @@ class Transfer:
                 current = source.stat(follow_symlinks=False)
                 if current.st_size != movie.size or current.st_mtime_ns != movie.source_mtime_ns:
                     # Rewritten since the copy: keep it; the next pass treats it as new.
-                    self.journal.event("source_changed", movie_id=movie_id, camera=movie.camera,
-                                       detail=str(source))
-                    self.journal.update_movie(movie_id, state=final_state,
-                                              source_removed_at=None,
-                                              reason="source rewritten after copy; kept")
+                    self.journal.event(
+                        "source_changed", movie_id=movie_id, camera=movie.camera, detail=str(source)
+                    )
+                    self.journal.update_movie(
+                        movie_id,
+                        state=final_state,
+                        source_removed_at=None,
+                        reason="source rewritten after copy; kept",
+                    )
                     return
                 os.unlink(source)
             _fsync_parent(source)
@@ -139,8 +155,9 @@ class Transfer:
             if movie.state == j.COPYING:
                 self.journal.update_movie(movie.id, state=j.MATCHED)
             if not os.path.lexists(movie.source_path or ""):
-                self.journal.update_movie(movie.id, state=j.VANISHED,
-                                          reason="source disappeared before it was copied")
+                self.journal.update_movie(
+                    movie.id, state=j.VANISHED, reason="source disappeared before it was copied"
+                )
                 return "vanished"
             return "retry"
         if movie.state == j.COPIED:
@@ -168,7 +185,9 @@ def _tree_mtime(path: Path, default: int) -> int:
     newest = default
     for root, _dirs, files in os.walk(path):
         for name in files:
-            newest = max(newest, os.stat(os.path.join(root, name), follow_symlinks=False).st_mtime_ns)
+            newest = max(
+                newest, os.stat(os.path.join(root, name), follow_symlinks=False).st_mtime_ns
+            )
     return newest
 
 
@@ -208,4 +227,3 @@ def _fsync_parent(path: Path) -> None:
         pass  # CIFS may refuse fsync on a folder; the unlink itself is already done
     finally:
         os.close(fd)
-

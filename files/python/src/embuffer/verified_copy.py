@@ -14,6 +14,7 @@ member the same way, and their hash is taken over the manifest of member hashes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -208,10 +209,8 @@ def publish(temp: Path, final: Path) -> None:
 
 
 def _remove_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def remove_tree_quietly(path: Path) -> None:
@@ -296,7 +295,9 @@ def copy_tree(
     )
 
 
-def hash_tree(folder: Path, *, drop_cache: bool = False) -> tuple[int, str, list[tuple[str, int, str]]]:
+def hash_tree(
+    folder: Path, *, drop_cache: bool = False
+) -> tuple[int, str, list[tuple[str, int, str]]]:
     manifest = []
     for member in tree_members(folder):
         size, digest = hash_file(folder / member, drop_cache=drop_cache)

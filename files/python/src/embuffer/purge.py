@@ -1,0 +1,177 @@
+"""Purge: remove buffer copies that primary storage holds, verified; never anything else.
+
+Eligible: a buffer movie (state done) whose primary copy was verified by the archive, not in
+a session marked "keep". Two reasons to remove one, oldest first:
+  - age: on the buffer longer than the retention;
+  - space: the buffer filesystem is above the high watermark; then go on until it is under
+    the low watermark.
+Before each removal the primary copy is checked again (exists, recorded size; with
+--paranoid, re-hashed). Each removal is journalled with its evidence. When the low watermark
+cannot be reached with eligible copies alone, the report says so and the exit code is
+non-zero: that is the signal that primary storage is behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embuffer import journal as j
+from embuffer.config import Config
+from embuffer.journal import Journal, Movie
+from embuffer.mirror import hash_compressed
+from embuffer.verified_copy import hash_path, remove_tree_quietly
+
+log = logging.getLogger("embuffer.purge")
+
+
+@dataclass
+class PurgeReport:
+    lines: list[str] = field(default_factory=list)
+    removed: int = 0
+    removed_bytes: int = 0
+    reached_target: bool = True
+
+    def say(self, line: str, level: int = logging.INFO) -> None:
+        self.lines.append(line)
+        log.log(level, "%s", line)
+
+
+class Purger:
+    def __init__(self, config: Config, journal: Journal, *, paranoid: bool = False) -> None:
+        self.config = config
+        self.journal = journal
+        self.paranoid = paranoid
+
+    def used_percent(self) -> float:
+        usage = shutil.disk_usage(self.config.buffer_root)
+        return 100.0 * usage.used / usage.total if usage.total else 0.0
+
+    def _eligible_sorted(self, batch: int = 2000) -> Iterator[Movie]:
+        """Verified-on-primary buffer copies not in a "keep" session, oldest first, read in
+        batches (keyset pagination on the purge index) so a huge journal is never loaded."""
+        last_key, last_id = -1.0, -1
+        while True:
+            rows = self.journal.db.execute(
+                "SELECT * FROM movies WHERE state = ? AND target = 'buffer' "
+                "AND primary_verified_at IS NOT NULL "
+                "AND (COALESCE(verified_at, first_seen), id) > (?, ?) "
+                "AND (session_name IS NULL OR session_name NOT IN "
+                "(SELECT session_name FROM session_flags WHERE keep = 1)) "
+                "ORDER BY COALESCE(verified_at, first_seen), id LIMIT ?",
+                (j.DONE, last_key, last_id, batch),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield Movie(dict(row))
+            last_key = float(rows[-1]["verified_at"] or rows[-1]["first_seen"])
+            last_id = int(rows[-1]["id"])
+
+    def run(self, *, dry_run: bool = False) -> PurgeReport:
+        report = PurgeReport()
+        now = time.time()
+        retention = self.config.purge.retention_days * 86400.0
+        high = self.config.purge.high_watermark_percent
+        low = self.config.purge.low_watermark_percent
+        used = self.used_percent()
+        freeing = used > high
+        planned_free = 0
+        total = shutil.disk_usage(self.config.buffer_root).total or 1
+        verb = "would remove" if dry_run else "removed"
+        for movie in self._eligible_sorted():
+            age = now - float(movie.verified_at or movie.first_seen)
+            projected = used - 100.0 * planned_free / total
+            if age >= retention:
+                why = f"older than {self.config.purge.retention_days:g} days ({age / 86400:.1f} d)"
+            elif freeing and projected > low:
+                why = f"buffer above {high:g} % used (now {projected:.1f} %)"
+            else:
+                break  # oldest first: nothing younger is due, and space is fine
+            problem = self._primary_problem(movie)
+            if problem:
+                report.say(f"keep {movie.dest_path}: {problem}", logging.ERROR)
+                continue
+            report.say(
+                f"{verb} {movie.dest_path}: {why}; primary {movie.primary_path} "
+                f"verified {time.ctime(movie.primary_verified_at)}"
+            )
+            planned_free += int(movie.size or 0)
+            if not dry_run:
+                self._remove(movie, why)
+                report.removed += 1
+                report.removed_bytes += int(movie.size or 0)
+        final = self.used_percent() if not dry_run else used - 100.0 * planned_free / total
+        if freeing and final > low:
+            report.reached_target = False
+            pending = self.journal.db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM movies WHERE state IN (?, ?) "
+                "AND target = 'buffer' AND primary_verified_at IS NULL",
+                (j.DONE, j.VERIFIED),
+            ).fetchone()
+            report.say(
+                f"buffer still {final:.1f} % used, above the low watermark {low:g} %: "
+                f"{pending[0]} movie(s) ({pending[1]} bytes) are not verified on primary yet "
+                "and cannot be purged; primary storage is behind (check `embuffer status`)",
+                logging.ERROR,
+            )
+        report.say(
+            f"{report.removed if not dry_run else 'no'} buffer copies removed"
+            + (" (dry run)" if dry_run else f", {report.removed_bytes} bytes freed")
+        )
+        return report
+
+    def _primary_problem(self, movie: Movie) -> str | None:
+        """Why the primary copy cannot be trusted right now, or None when it can."""
+        primary = Path(movie.primary_path or "")
+        try:
+            if primary.is_dir():
+                size = sum(
+                    member.stat().st_size
+                    for member in primary.rglob("*")
+                    if member.is_file() and not member.is_symlink()
+                )
+                expected = movie.size
+            else:
+                size = primary.stat().st_size
+                expected = movie.primary_size
+        except OSError as error:
+            return f"primary copy not reachable ({error})"
+        if size != expected:
+            return f"primary copy {primary} has {size} bytes, journal says {expected}"
+        if self.paranoid:
+            if primary.name.endswith(".bz2"):
+                _, digest = hash_compressed(primary)
+            else:
+                _, digest = hash_path(primary, drop_cache=True)
+            if digest != movie.hash:
+                return f"primary copy {primary} re-hashed as {digest}, journal says {movie.hash}"
+        return None
+
+    def _remove(self, movie: Movie, why: str) -> None:
+        path = Path(movie.dest_path)
+        evidence = json.dumps(
+            {
+                "primary_path": movie.primary_path,
+                "hash": movie.hash,
+                "primary_verified_at": movie.primary_verified_at,
+                "why": why,
+                "paranoid": self.paranoid,
+            }
+        )
+        if path.is_dir() and not path.is_symlink():
+            remove_tree_quietly(path)
+        elif os.path.lexists(path):
+            os.unlink(path)
+        self.journal.update_movie(
+            movie.id, state=j.PURGED, purged_at=time.time(), purge_evidence=evidence
+        )
+        self.journal.event(
+            "purged", movie_id=movie.id, camera=movie.camera, nbytes=movie.size, detail=evidence
+        )

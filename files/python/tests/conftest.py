@@ -1,0 +1,140 @@
+"""Shared fixtures: a real MariaDB with the leginondb tables, and a buffer host laid out in a
+temporary folder (camera share, buffer root, quarantine, journal, primary storage)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from support.leginon_data import LeginonDB  # noqa: E402
+from support.mariadb_server import (  # noqa: E402
+    TEST_PASSWORD,
+    TEST_USER,
+    MariaDBServer,
+    start_private_server,
+)
+
+_database_names = itertools.count(1)
+CAMERA_HOST = "k3-cam-01"
+BUFFER_HOSTNAME = "buffer-01"
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    server = start_private_server()
+    yield server
+    server.stop()
+
+
+@dataclass
+class BufferHost:
+    """One simulated buffer server: folders, config file, and its leginondb."""
+
+    root: Path
+    server: MariaDBServer
+    database: str
+    leginon: LeginonDB
+
+    @property
+    def camera(self) -> Path:
+        return self.root / "camera"
+
+    @property
+    def buffer(self) -> Path:
+        return self.root / "bufferdata" / "frames"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "bufferdata" / "quarantine"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "state" / "journal.sqlite"
+
+    @property
+    def primary(self) -> Path:
+        return self.root / "primary" / "frames"
+
+    @property
+    def credentials(self) -> Path:
+        return self.root / "leginondb.cnf"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "embuffer.toml"
+
+    def write_config(self, camera_extra: str = "", extra: str = "", **camera: object) -> Path:
+        settings = {"check_days": 10, "grace_minutes": 20, "settle_seconds": 1,
+                    "unstructured_settle_seconds": 3, "poll_seconds": 0.2}
+        settings.update(camera)
+        lines = "\n".join(f"{key} = {value!r}".replace("'", '"') for key, value in settings.items())
+        self.config_path.write_text(textwrap.dedent(f"""\
+            [buffer]
+            root = "{self.buffer}"
+            hostname = "{BUFFER_HOSTNAME}"
+            quarantine = "{self.quarantine}"
+            journal = "{self.journal}"
+
+            [database]
+            credentials = "{self.credentials}"
+
+            [[camera]]
+            host = "{CAMERA_HOST}"
+            path = "{self.camera}"
+            """) + lines + "\n" + camera_extra + textwrap.dedent(f"""
+            [archive]
+            primary = "{self.primary}"
+            """) + extra)
+        return self.config_path
+
+    def session(self, name: str = "26nov26a", user: str = "joe", **options: object) -> int:
+        image_path = self.root / "data" / "leginon" / user / name / "rawdata"
+        image_path.mkdir(parents=True, exist_ok=True)
+        return self.leginon.session(name, str(image_path), **options)  # type: ignore[arg-type]
+
+    def image_path(self, name: str = "26nov26a", user: str = "joe") -> Path:
+        return self.root / "data" / "leginon" / user / name / "rawdata"
+
+    def buffer_folder(self, name: str = "26nov26a", user: str = "joe") -> Path:
+        return self.buffer / user / name / "rawdata"
+
+
+@pytest.fixture
+def host(tmp_path: Path, mariadb: MariaDBServer) -> Iterator[BufferHost]:
+    """A fresh buffer host with its own database, camera registered like Leginon does."""
+    database = f"leginondb_{os.getpid()}_{next(_database_names)}"
+    mariadb.create_leginondb(database)
+    connection = pymysql.connect(host="127.0.0.1", port=mariadb.port, user=TEST_USER,
+                                 password=TEST_PASSWORD, database=database, autocommit=True)
+    buffer_host = BufferHost(tmp_path, mariadb, database, LeginonDB(connection))
+    for folder in (buffer_host.camera, buffer_host.buffer, buffer_host.quarantine,
+                   buffer_host.journal.parent, buffer_host.primary):
+        folder.mkdir(parents=True)
+    mariadb.write_credentials(buffer_host.credentials, database)
+    buffer_host.write_config()
+    yield buffer_host
+    connection.close()
+
+
+@pytest.fixture
+def registered(host: BufferHost) -> dict[str, int]:
+    """The camera and this buffer host registered in leginondb (BufferHostData enabled)."""
+    camera_id = host.leginon.instrument("K3", CAMERA_HOST)
+    host_row = host.leginon.buffer_host(camera_id, BUFFER_HOSTNAME, str(host.buffer))
+    session_id = host.session(uid=os.getuid() + 1000, gid=os.getgid() + 1000)
+    return {"camera": camera_id, "host_row": host_row, "session": session_id}
+
+
+def hours_ago(hours: float) -> dt.datetime:
+    return dt.datetime.now() - dt.timedelta(hours=hours)
