@@ -34,7 +34,9 @@ attributes:
     details: Computes and reports the change (and the diff) without writing anything.
   diff_mode:
     support: full
-    details: Shows the managed rows (and whether the table has the C(append full head) column) before and after.
+    details:
+      - Shows the managed rows, and whether the table has the C(append full head) column,
+        before and after.
   platform:
     platforms: posix
 options:
@@ -71,16 +73,17 @@ options:
     type: bool
   add_append_full_head_column:
     description:
-      - Add the C(append full head) column to C(BufferHostData) as a nullable C(TINYINT) of width 1, default 0,
-        when the database predates it. An C(ALTER TABLE) on a shared database is a decision for
-        its administrator, hence off by default.
+      - Add the C(append full head) column to C(BufferHostData) as a nullable C(TINYINT) of
+        width 1, default 0, when the database predates it. An C(ALTER TABLE) on a shared
+        database is a decision for its administrator, hence off by default.
       - When V(false) and the column is missing, the module warns and manages the other fields.
     type: bool
     default: false
   state:
     description:
-      - V(enabled) sets C(disabled=0) so that new sessions' frames go to the buffer; V(disabled)
-        sets C(disabled=1), as the outage procedure does, so that frames go to the session frame path.
+      - V(enabled) sets C(disabled=0) so that new sessions' frames go to the buffer.
+      - V(disabled) sets C(disabled=1), as the outage procedure does, so that new frames go to
+        the session frame path instead.
     type: str
     choices: [enabled, disabled]
     default: enabled
@@ -165,7 +168,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 changed:
-  description: Whether a row was (or, in check mode, would be) inserted or updated, or the column added.
+  description:
+    - Whether a row was (or, in check mode, would be) inserted or updated, or the column added.
   returned: always
   type: bool
   sample: true
@@ -205,7 +209,8 @@ rows:
       type: int
       sample: 17
     camera_id:
-      description: C(DEF_id) of the camera's C(InstrumentData) row (C(REF|InstrumentData|ccdcamera)).
+      description:
+        - C(DEF_id) of the camera's C(InstrumentData) row (C(REF|InstrumentData|ccdcamera)).
       type: int
       sample: 3
     camera_name:
@@ -281,10 +286,10 @@ def table_columns(cursor, table):
 
 def find_cameras(cursor, camera_host, camera_name):
     """The InstrumentData rows to register, or raise LeginonDBError naming what exists."""
-    sql = "SELECT `DEF_id`, `name`, `hostname` FROM {0} WHERE `hostname` = %s".format(
+    select = "SELECT `DEF_id`, `name`, `hostname` FROM {0} WHERE `hostname` = %s".format(
         quote_identifier(INSTRUMENTS)
     )
-    cursor.execute(sql + " ORDER BY `DEF_id`", (camera_host,))
+    cursor.execute(select + " ORDER BY `DEF_id`", (camera_host,))
     on_host = cursor.fetchall()
     if not on_host:
         cursor.execute(
@@ -297,17 +302,18 @@ def find_cameras(cursor, camera_host, camera_name):
             "database: %s. Run Leginon once on that camera PC, or fix camera_host."
             % (camera_host, camera_host, ", ".join(known) if known else "(none)")
         )
-    cameras = [dict(id=row[0], name=row[1], host=row[2]) for row in on_host]
-    if camera_name is None:
-        return cameras
-    chosen = [camera for camera in cameras if camera["name"] == camera_name]
-    if not chosen:
-        names = sorted(set(camera["name"] or "(no name)" for camera in cameras))
-        raise LeginonDBError(
-            "camera host %r has no instrument named %r; its instruments are: %s"
-            % (camera_host, camera_name, ", ".join(names))
-        )
-    return chosen
+    if camera_name is not None:
+        # Compared in SQL, like the host name, so both follow the column's collation.
+        cursor.execute(select + " AND `name` = %s ORDER BY `DEF_id`", (camera_host, camera_name))
+        chosen = cursor.fetchall()
+        if not chosen:
+            names = sorted(set(row[1] or "(no name)" for row in on_host))
+            raise LeginonDBError(
+                "camera host %r has no instrument named %r; its instruments are: %s"
+                % (camera_host, camera_name, ", ".join(names))
+            )
+        on_host = chosen
+    return [dict(id=row[0], name=row[1], host=row[2]) for row in on_host]
 
 
 def public_row(values, with_append):
@@ -321,19 +327,25 @@ def public_row(values, with_append):
     return row
 
 
-def newest_row(cursor, camera_id, buffer_hostname, with_append):
+def select_row(cursor, with_append, where, args):
+    """The first BufferHostData row matching `where` (an SQL condition with placeholders)."""
     fields = [field for field in COLUMNS if with_append or field != "append_full_head"]
     cursor.execute(
-        "SELECT {0} FROM {1} WHERE {2} = %s AND {3} = %s ORDER BY `DEF_id` DESC LIMIT 1".format(
-            ", ".join(column_sql(field) for field in fields),
-            quote_identifier(TABLE),
-            column_sql("camera_id"),
-            column_sql("buffer_hostname"),
+        "SELECT {0} FROM {1} WHERE {2}".format(
+            ", ".join(column_sql(field) for field in fields), quote_identifier(TABLE), where
         ),
-        (camera_id, buffer_hostname),
+        args,
     )
     found = cursor.fetchone()
     return public_row(dict(zip(fields, found)), with_append) if found else None
+
+
+def newest_row(cursor, camera_id, buffer_hostname, with_append):
+    """The row Leginon and Appion use for this camera and buffer host: the highest DEF_id."""
+    where = "{0} = %s AND {1} = %s ORDER BY `DEF_id` DESC LIMIT 1".format(
+        column_sql("camera_id"), column_sql("buffer_hostname")
+    )
+    return select_row(cursor, with_append, where, (camera_id, buffer_hostname))
 
 
 def plan_camera(camera, current, params, manage_append):
@@ -352,7 +364,11 @@ def plan_camera(camera, current, params, manage_append):
         after.update(wanted)
         if manage_append and after["append_full_head"] is None:
             after["append_full_head"] = False
-        fields = [field for field in COLUMNS if field != "id" and (manage_append or field != "append_full_head")]
+        fields = [
+            field
+            for field in COLUMNS
+            if field != "id" and (manage_append or field != "append_full_head")
+        ]
         return "inserted", fields, after
     fields = [field for field in sorted(wanted) if current[field] != wanted[field]]
     after = dict(current)
@@ -445,9 +461,8 @@ def run(module, connection, settings):
             raise
         for plan in plans:
             if plan["action"] in ("inserted", "updated"):
-                plan["after"] = newest_row(
-                    cursor, plan["camera"]["id"], params["buffer_hostname"], manage_append
-                )
+                # Report what the database holds now, DEF_id of new rows included.
+                plan["after"] = select_row(cursor, manage_append, "`DEF_id` = %s", (plan["id"],))
 
     rows = []
     for plan in plans:
@@ -475,11 +490,15 @@ def run(module, connection, settings):
             after_header="%s, %s" % (TABLE, describe_target(settings)),
             before=dict(
                 append_full_head_column=had_append,
-                rows=dict((diff_key(plan["camera"]), plan["before"]) for plan in plans if plan["before"]),
+                rows=dict(
+                    (diff_key(plan["camera"]), plan["before"]) for plan in plans if plan["before"]
+                ),
             ),
             after=dict(
                 append_full_head_column=manage_append,
-                rows=dict((diff_key(plan["camera"]), plan["after"]) for plan in plans if plan["after"]),
+                rows=dict(
+                    (diff_key(plan["camera"]), plan["after"]) for plan in plans if plan["after"]
+                ),
             ),
         )
     return result
@@ -516,7 +535,8 @@ def main():
     except ImportError:
         module.fail_json(
             msg=missing_required_lib(
-                "PyMySQL", reason="to reach leginondb (install python3-pymysql on the host running this task)"
+                "PyMySQL",
+                reason="to reach leginondb (install python3-pymysql on the host running this task)",
             ),
             exception=traceback.format_exc(),
         )

@@ -97,7 +97,9 @@ def read_client_options(path, _seen=None):
         with open(path, "r") as handle:
             lines = handle.read().splitlines()
     except (IOError, OSError) as exc:
-        raise LeginonDBError("cannot read the config file %s: %s" % (path, exc.strerror or exc))
+        raise LeginonDBError(
+            "cannot read the config file %s: %s" % (path, exc.strerror or exc)
+        ) from exc
     options = {}
     section = None
     for raw in lines:
@@ -154,7 +156,7 @@ def connection_settings(params):
     try:
         port = int(port) if port is not None else DEFAULT_PORT
     except ValueError:
-        raise LeginonDBError("the port %r in %s is not a number" % (port, used_file))
+        raise LeginonDBError("the port %r in %s is not a number" % (port, used_file)) from None
     explicit_host = params.get("login_host")
     # A socket from the config file is used unless login_host asks for TCP explicitly.
     unix_socket = params.get("login_unix_socket") or (
@@ -182,7 +184,11 @@ def describe_target(settings):
         if settings.get("unix_socket")
         else "%s:%s" % (settings["host"], settings["port"])
     )
-    return "%s@%s, database %s" % (settings.get("user") or "(default user)", place, settings["database"])
+    return "%s@%s, database %s" % (
+        settings.get("user") or "(default user)",
+        place,
+        settings["database"],
+    )
 
 
 def connect(pymysql, settings):
@@ -209,14 +215,18 @@ def connect(pymysql, settings):
             _ACCESS_DENIED: "access denied: check login_user/login_password or the config file",
             _DB_ACCESS_DENIED: "the user may not use this database: check its GRANTs",
             _UNKNOWN_DATABASE: "the database does not exist: check login_db (default leginondb)",
-            _CANNOT_CONNECT: "the server is not reachable: check login_host/login_port and firewalls",
+            _CANNOT_CONNECT: "the server is not reachable: check login_host/login_port",
             _NO_SOCKET: "no server on that socket: check login_unix_socket",
             _LOST_CONNECTION: "the connection dropped: check connect_timeout and the server's log",
         }
         hint = hints.get(code, "cannot connect")
-        raise LeginonDBError("cannot connect to MySQL/MariaDB (%s): %s. Server said: %s" % (target, hint, detail))
+        raise LeginonDBError(
+            "cannot connect to MySQL/MariaDB (%s): %s. Server said: %s" % (target, hint, detail)
+        ) from exc
     except (IOError, OSError) as exc:
-        raise LeginonDBError("cannot connect to MySQL/MariaDB (%s): %s" % (describe_target(settings), exc))
+        raise LeginonDBError(
+            "cannot connect to MySQL/MariaDB (%s): %s" % (describe_target(settings), exc)
+        ) from exc
 
 
 def quote_identifier(name):

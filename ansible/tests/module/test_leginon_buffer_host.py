@@ -45,7 +45,13 @@ def test_first_run_inserts_a_row_and_the_second_changes_nothing(leginondb, run_m
     assert first.rc == 0, first.result
     assert first.result["changed"] is True
     [row] = leginondb.buffer_rows()
-    assert project(row) == {"camera": camera, "host": BUFFER, "path": BASE, "disabled": 0, "append": 0}
+    assert project(row) == {
+        "camera": camera,
+        "host": BUFFER,
+        "path": BASE,
+        "disabled": 0,
+        "append": 0,
+    }
     [reported] = first.result["rows"]
     assert reported["action"] == "inserted"
     assert reported["id"] == row["DEF_id"]
@@ -115,7 +121,10 @@ def test_state_disabled_and_enabled_toggle_only_the_disabled_flag(leginondb, run
     assert project(row) == {**project(original), "disabled": 1}
     assert row["DEF_id"] == original["DEF_id"]
 
-    assert run_module(register(leginondb, buffer_base_path=None, state="disabled")).result["changed"] is False
+    assert (
+        run_module(register(leginondb, buffer_base_path=None, state="disabled")).result["changed"]
+        is False
+    )
 
     enabled = run_module(register(leginondb, state="enabled"))
     assert enabled.result["changed"] is True
@@ -213,7 +222,13 @@ def test_old_schema_without_append_column_works_and_warns(old_leginondb, run_mod
     assert outcome.result["rows"][0]["append_full_head"] is None
     assert any("append full head" in warning for warning in outcome.warnings), outcome.warnings
     [row] = old_leginondb.buffer_rows()
-    assert project(row) == {"camera": camera, "host": BUFFER, "path": BASE, "disabled": 0, "append": None}
+    assert project(row) == {
+        "camera": camera,
+        "host": BUFFER,
+        "path": BASE,
+        "disabled": 0,
+        "append": None,
+    }
     assert "append full head" not in old_leginondb.buffer_columns()
     assert run_module(register(old_leginondb)).result["changed"] is False
 
@@ -305,7 +320,9 @@ def test_diff_shows_rows_before_and_after(leginondb, run_module):
 def test_config_file_login_over_tcp_and_socket(leginondb, run_module, tmp_path):
     leginondb.data.instrument("GatanK3", "k3-cam-01")
     tcp = leginondb.server.write_credentials(tmp_path / "tcp.cnf", leginondb.name)
-    socket_file = leginondb.server.write_credentials(tmp_path / "socket.cnf", leginondb.name, via_socket=True)
+    socket_file = leginondb.server.write_credentials(
+        tmp_path / "socket.cnf", leginondb.name, via_socket=True
+    )
     bare = {"camera_host": "k3-cam-01", "buffer_hostname": BUFFER, "buffer_base_path": BASE}
 
     over_tcp = run_module({**bare, "config_file": str(tcp)})
@@ -341,7 +358,12 @@ def test_explicit_login_options_override_the_config_file(leginondb, run_module, 
     assert "nobody@127.0.0.1" in refused.result["msg"]
 
     accepted = run_module(
-        {**args, "login_user": TEST_USER, "login_password": TEST_PASSWORD, "login_db": leginondb.name}
+        {
+            **args,
+            "login_user": TEST_USER,
+            "login_password": TEST_PASSWORD,
+            "login_db": leginondb.name,
+        }
     )
     assert accepted.rc == 0, accepted.result
     assert len(leginondb.buffer_rows()) == 1
@@ -361,7 +383,10 @@ def test_connection_errors_are_explained_without_the_password(leginondb, run_mod
 
     missing_file = run_module(register(leginondb, config_file=str(tmp_path / "absent.cnf")))
     assert missing_file.failed
-    assert "absent.cnf" in missing_file.result["msg"] and "does not exist" in missing_file.result["msg"]
+    assert (
+        "absent.cnf" in missing_file.result["msg"]
+        and "does not exist" in missing_file.result["msg"]
+    )
 
     assert leginondb.buffer_rows() == []
 
@@ -399,7 +424,10 @@ def test_role_registers_every_configured_camera(leginondb, tmp_path):
         "hosts": "localhost",
         "gather_facts": False,
         "vars": {
-            "embuffer_registration_cameras": [{"host": "k3-cam-01"}, {"host": "falcon-pc", "name": "Falcon4"}],
+            "embuffer_registration_cameras": [
+                {"host": "k3-cam-01"},
+                {"host": "falcon-pc", "name": "Falcon4"},
+            ],
             "embuffer_registration_buffer_hostname": BUFFER,
             "embuffer_registration_base_path": BASE,
             "embuffer_registration_append_full_head": True,
@@ -416,18 +444,24 @@ def test_role_registers_every_configured_camera(leginondb, tmp_path):
 
     def registration_task(document: dict[str, Any]) -> dict[str, Any]:
         for task in document["plays"][0]["tasks"]:
-            if task["task"]["name"].endswith("Register this buffer host in leginondb for each camera"):
+            if task["task"]["name"].endswith(
+                "Register this buffer host in leginondb for each camera"
+            ):
                 return task["hosts"]["localhost"]
         raise AssertionError(f"no registration task ran: {document['_stdout'][-2000:]}")
 
     dry = run_playbook(tmp_path, play, check=True)
     assert dry["_rc"] == 0, dry["_stdout"][-3000:]
-    assert registration_task(dry)["changed"] is True, json.dumps(registration_task(dry), indent=1)[:4000]
+    assert registration_task(dry)["changed"] is True, json.dumps(registration_task(dry), indent=1)[
+        :4000
+    ]
     assert leginondb.buffer_rows() == []
 
     converge = run_playbook(tmp_path, play)
     assert converge["_rc"] == 0, converge["_stdout"][-3000:]
-    assert sorted((project(row)["camera"], project(row)["append"]) for row in leginondb.buffer_rows()) == [
+    assert sorted(
+        (project(row)["camera"], project(row)["append"]) for row in leginondb.buffer_rows()
+    ) == [
         (k3, 1),
         (falcon, 1),
     ]

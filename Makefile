@@ -1,0 +1,29 @@
+# The two commands of the README:
+#   make demo  - build the test hosts, bring up a buffer host and a leginondb host on this
+#                machine, converge site.yml, and show sample movies arriving (tools/demo.sh)
+#   make test  - everything CI runs: unit and fault tests, lint, molecule scenarios
+# Both install what they need first (tools/setup-host.sh), so they work on a fresh machine.
+.PHONY: setup demo test test-python lint molecule bench clean
+
+setup:
+	bash tools/setup-host.sh
+
+demo: setup
+	bash tools/demo.sh
+
+test: setup
+	bash tools/run-tests.sh
+
+test-python: setup
+	bash tools/run-tests.sh python
+
+lint: setup
+	bash tools/run-tests.sh lint
+
+molecule: setup
+	bash tools/run-tests.sh molecule
+
+bench: setup
+	.venv/bin/python bench/ingest_bench.py
+	.venv/bin/python bench/archive_bench.py
+	.venv/bin/python bench/journal_bench.py

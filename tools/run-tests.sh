@@ -1,0 +1,26 @@
+#!/bin/bash
+# Run the whole test suite (or one stage: python | lint | molecule). `make test` and CI's
+# .ci/run call this after tools/setup-host.sh. Every stage must pass; the first failure stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+stage=${1:-all}
+started=$(date +%s)
+
+step() { printf '\n==== %s (%ss so far)\n' "$1" "$(( $(date +%s) - started ))"; }
+
+if [[ $stage == all || $stage == lint ]]; then
+  step "ruff and mypy on the embuffer package"
+  (cd files/python && ruff check src tests && ruff format --check src && mypy src)
+  step "ansible-lint (production profile)"
+  ansible-lint --profile production
+fi
+if [[ $stage == all || $stage == python ]]; then
+  step "pytest: embuffer package, fault tests, Ansible module and GPU detection"
+  python -m pytest -q -p no:cacheprovider files/python/tests ansible/tests
+fi
+if [[ $stage == all || $stage == molecule ]]; then
+  step "molecule scenarios on podman test hosts"
+  bash tools/molecule.sh all
+fi
+step "all stages passed"
