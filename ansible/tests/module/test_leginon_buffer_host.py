@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Database, run_playbook
-from mariadb_server import TEST_PASSWORD, TEST_USER
+from buffer_host_harness import TEST_PASSWORD, TEST_USER, Database, run_playbook
 
 BUFFER = "buffer01"
 BASE = "/bufferdata/frames"
