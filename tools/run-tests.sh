@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_CONFIG="$PWD/ansible/ansible.cfg"  # library, module_utils and roles paths
 stage=${1:-all}
 started=$(date +%s)
 

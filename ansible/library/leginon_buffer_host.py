@@ -60,10 +60,11 @@ options:
   buffer_base_path:
     description:
       - Absolute folder on the buffer server under which session frame folders are created
-        (C(buffer base path)).
+        (C(buffer base path)), stored as given (no C(~) or variable expansion, as the module may
+        run on another host than the buffer server).
       - Required when O(state=enabled). With O(state=disabled) it may be left out to keep the
         stored path; a camera without any row then has nothing to disable and is only reported.
-    type: path
+    type: str
   append_full_head:
     description:
       - Value of C(append full head), which makes the buffer frame path keep the part of the
@@ -510,7 +511,7 @@ def main():
         camera_host=dict(type="str", required=True),
         camera_name=dict(type="str"),
         buffer_hostname=dict(type="str", required=True),
-        buffer_base_path=dict(type="path"),
+        buffer_base_path=dict(type="str"),
         append_full_head=dict(type="bool"),
         add_append_full_head_column=dict(type="bool", default=False),
         state=dict(type="str", choices=["enabled", "disabled"], default="enabled"),

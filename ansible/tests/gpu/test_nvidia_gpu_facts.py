@@ -63,7 +63,7 @@ GPU_HOSTS = [
 def test_gpu_host_with_driver(stem, count, models, driver, cuda, memory):
     host = FakeHost(fixture(stem + ".query.txt"), fixture(stem + ".banner.txt"), fixture(stem + ".lspci.txt"))
     result = gpu.detect(host)
-    assert result["count"] == count
+    assert result["gpu_count"] == count
     assert result["models"] == models
     assert result["driver_version"] == driver
     assert result["cuda_version"] == cuda
@@ -106,7 +106,7 @@ def test_gpu_present_but_driver_not_loaded(stem):
     host = FakeHost(query=fixture("nvidia_smi_no_driver.txt"), lspci=fixture(stem + ".lspci.txt"), smi_rc=9)
     result = gpu.detect(host)
     expected = [item for item in LSPCI_GPUS if item[0] == stem][0]
-    assert result["count"] == expected[1]
+    assert result["gpu_count"] == expected[1]
     assert result["source"] == "lspci"
     assert result["driver_version"] == "" and result["cuda_version"] == ""
     assert result["nvidia_smi_error"].startswith("NVIDIA-SMI has failed because it couldn't communicate")
@@ -116,14 +116,14 @@ def test_gpu_present_but_driver_not_loaded(stem):
 def test_gpu_present_without_nvidia_smi():
     host = FakeHost(query=None, lspci=fixture("rtx4090_x2.lspci.txt"))
     result = gpu.detect(host)
-    assert result["count"] == 2
+    assert result["gpu_count"] == 2
     assert result["nvidia_smi_error"] == "nvidia-smi is not installed"
 
 
 @pytest.mark.parametrize("lspci_fixture", ["no_gpu_server.lspci.txt", "kvm_guest.lspci.txt"])
 def test_no_gpu_no_nvidia_smi(lspci_fixture):
     result = gpu.detect(FakeHost(query=None, lspci=fixture(lspci_fixture)))
-    assert result["count"] == 0
+    assert result["gpu_count"] == 0
     assert result["models"] == [] and result["gpus"] == []
     assert result["cuda_version"] == "" and result["driver_version"] == ""
     assert result["source"] == "none"
@@ -134,7 +134,7 @@ def test_no_gpu_no_nvidia_smi(lspci_fixture):
 def test_no_gpu_and_nvidia_smi_cannot_reach_driver():
     host = FakeHost(query=fixture("nvidia_smi_no_driver.txt"), lspci=fixture("no_gpu_server.lspci.txt"), smi_rc=9)
     result = gpu.detect(host)
-    assert result["count"] == 0
+    assert result["gpu_count"] == 0
     assert "No NVIDIA GPU on this host" in result["message"]
     assert "couldn't communicate with the NVIDIA driver" in result["message"]
 
@@ -142,7 +142,7 @@ def test_no_gpu_and_nvidia_smi_cannot_reach_driver():
 def test_nvidia_smi_no_devices_found():
     host = FakeHost(query=fixture("nvidia_smi_no_devices.txt"), lspci=fixture("kvm_guest.lspci.txt"), smi_rc=6)
     result = gpu.detect(host)
-    assert result["count"] == 0
+    assert result["gpu_count"] == 0
     assert result["nvidia_smi_error"] == "No devices were found"
 
 
@@ -159,7 +159,7 @@ def test_no_lspci_falls_back_to_sysfs(tmp_path):
     device("0000:17:00.1", "0x10de", "0x22ba", "0x040300")   # NVIDIA audio function
     device("0000:c1:00.0", "0x10de", "0x22a3", "0x068000")   # NVSwitch
     result = gpu.detect(FakeHost(query=None, lspci=None), sysfs_pci_root=str(tmp_path))
-    assert result["count"] == 1
+    assert result["gpu_count"] == 1
     assert result["source"] == "sysfs"
     assert result["gpus"][0]["pci_id"] == "10de:2331"
     assert "lspci is not installed" in result["message"]
@@ -167,7 +167,7 @@ def test_no_lspci_falls_back_to_sysfs(tmp_path):
 
 def test_no_lspci_and_no_sysfs_is_still_no_gpu(tmp_path):
     result = gpu.detect(FakeHost(query=None, lspci=None), sysfs_pci_root=str(tmp_path / "absent"))
-    assert result["count"] == 0
+    assert result["gpu_count"] == 0
     assert result["source"] == "none"
     assert "lspci is not installed" in result["message"]
 
@@ -203,5 +203,5 @@ def test_module_runs_on_this_host_without_failing(tmp_path):
     assert completed.returncode == 0, completed.stdout + completed.stderr
     answer = json.loads(completed.stdout)
     assert answer["changed"] is False
-    assert answer["count"] == 0
+    assert answer["gpu_count"] == 0
     assert answer["message"].startswith("No NVIDIA GPU on this host")

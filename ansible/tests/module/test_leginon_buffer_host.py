@@ -335,13 +335,42 @@ def test_config_file_login_over_tcp_and_socket(leginondb, run_module, tmp_path):
     assert row["disabled"] == 1
 
 
+def test_config_file_includes_comments_and_other_groups(leginondb, run_module, tmp_path):
+    leginondb.data.instrument("GatanK3", "k3-cam-01")
+    secret = tmp_path / "conf.d" / "secret.cnf"
+    secret.parent.mkdir()
+    secret.write_text(
+        f'[client]\nuser={TEST_USER}\npassword = "{TEST_PASSWORD}"\ndatabase = {leginondb.name}\n'
+    )
+    main = tmp_path / "main.cnf"
+    main.write_text(
+        "# written by hand\n[mysqld]\nuser = mysql\nport = 1\n"
+        f"[client]\nhost = 127.0.0.1   # the test server\nport = {leginondb.server.port}\n"
+        "!includedir conf.d\n"
+        "[mysqldump]\nuser = nobody\n"
+    )
+
+    outcome = run_module(
+        {
+            "camera_host": "k3-cam-01",
+            "buffer_hostname": BUFFER,
+            "buffer_base_path": BASE,
+            "config_file": str(main),
+        }
+    )
+
+    assert outcome.rc == 0, outcome.result
+    assert len(leginondb.buffer_rows()) == 1
+
+
 def test_explicit_login_options_override_the_config_file(leginondb, run_module, tmp_path):
     leginondb.data.instrument("GatanK3", "k3-cam-01")
     config = tmp_path / "wrong.cnf"
     config.write_text(
-        "[mysql]\nuser = nobody\n"
         "[client]\nuser = nobody\npassword = 'wrong # not a comment'\nhost = 127.0.0.1\n"
         f"port = {leginondb.server.port}\ndatabase = no_such_db\n"
+        # Other programs' groups must not leak into the client settings.
+        f'[mysql]\nuser = {TEST_USER}\npassword = "{TEST_PASSWORD}"\n'
     )
     config.chmod(0o600)
     args = {
@@ -471,8 +500,15 @@ def test_role_registers_every_configured_camera(leginondb, tmp_path):
     assert idempotent["stats"]["localhost"]["changed"] == 0
 
 
-@pytest.mark.parametrize("bad_camera", [{"name": "GatanK3"}, {"host": ""}])
-def test_role_rejects_cameras_without_a_host(leginondb, tmp_path: Path, bad_camera):
+@pytest.mark.parametrize(
+    ("bad_camera", "expected"),
+    [
+        ({"name": "GatanK3"}, "missing required arguments: host"),
+        ({"host": " "}, "needs a non-empty `host`"),
+    ],
+)
+def test_role_rejects_cameras_without_a_host(leginondb, tmp_path: Path, bad_camera, expected):
+    leginondb.data.instrument("GatanK3", "k3-cam-01")
     play = {
         "hosts": "localhost",
         "gather_facts": False,
@@ -480,6 +516,7 @@ def test_role_rejects_cameras_without_a_host(leginondb, tmp_path: Path, bad_came
             "embuffer_registration_cameras": [bad_camera],
             "embuffer_registration_delegate_to": "localhost",
             "embuffer_registration_install_pymysql": False,
+            **{f"embuffer_registration_{key}": value for key, value in leginondb.login.items()},
         },
         "roles": ["embuffer_registration"],
     }
@@ -487,4 +524,10 @@ def test_role_rejects_cameras_without_a_host(leginondb, tmp_path: Path, bad_came
     document = run_playbook(tmp_path, play)
 
     assert document["_rc"] != 0
+    failures = [
+        task["hosts"]["localhost"].get("msg", "")
+        for task in document["plays"][0]["tasks"]
+        if task["hosts"]["localhost"].get("failed")
+    ]
+    assert len(failures) == 1 and expected in failures[0], failures
     assert leginondb.buffer_rows() == []

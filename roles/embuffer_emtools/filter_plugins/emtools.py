@@ -66,7 +66,8 @@ def _describe(builds):
     for version in sorted({b["version"] for b in builds}, key=version_key):
         cudas = sorted({b["cuda"] for b in builds if b["version"] == version},
                        key=lambda c: (-1, -1) if c == "" else _cuda_key(c))
-        parts.append("%s (%s)" % (version, ", ".join("CUDA " + c if c else "CPU" for c in cudas)))
+        kinds = (["CPU"] if "" in cudas else []) + (["CUDA " + ", ".join(c for c in cudas if c)] if any(cudas) else [])
+        parts.append("%s (%s)" % (version, "; ".join(kinds)))
     return "; ".join(parts)
 
 

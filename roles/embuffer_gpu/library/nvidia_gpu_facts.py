@@ -19,7 +19,7 @@ description:
     that C(lspci -nn) lists (vendor C(10de), class C(0300) or C(0302)); without lspci it reads
     C(/sys/bus/pci/devices) instead. NVSwitch bridges and the GPUs' audio and USB functions are not GPUs.
   - A host without a GPU, without nvidia-smi or without a working driver is not an error, the module
-    reports C(count=0) (or the lspci count with an empty driver) and says why in C(message).
+    reports C(gpu_count=0) (or the lspci count with an empty driver) and says why in C(message).
   - Never changes the host.
 options:
   nvidia_smi:
@@ -45,11 +45,11 @@ EXAMPLES = r"""
 
 - name: Show what was found
   ansible.builtin.debug:
-    msg: "{{ gpu.count }} GPU(s): {{ gpu.models | join(', ') }}, CUDA {{ gpu.cuda_version }}"
+    msg: "{{ gpu.gpu_count }} GPU(s): {{ gpu.models | join(', ') }}, CUDA {{ gpu.cuda_version }}"
 """
 
 RETURN = r"""
-count:
+gpu_count:
   description: Number of NVIDIA GPUs found (0 when none).
   returned: always
   type: int
@@ -231,7 +231,7 @@ def _unique(items):
 def detect(run, nvidia_smi="nvidia-smi", lspci="lspci", sysfs_pci_root="/sys/bus/pci/devices"):
     """Detect GPUs. `run(argv)` returns (rc, stdout, stderr), or None when the program is missing."""
     result = {
-        "count": 0, "models": [], "gpus": [], "driver_version": "", "cuda_version": "",
+        "gpu_count": 0, "models": [], "gpus": [], "driver_version": "", "cuda_version": "",
         "source": "none", "message": "", "nvidia_smi_error": "",
     }
 
@@ -251,13 +251,13 @@ def detect(run, nvidia_smi="nvidia-smi", lspci="lspci", sysfs_pci_root="/sys/bus
         banner = run([nvidia_smi])
         banner_text = banner[1] if banner is not None and banner[0] == 0 else ""
         result["gpus"] = smi_gpus
-        result["count"] = len(smi_gpus)
+        result["gpu_count"] = len(smi_gpus)
         result["source"] = "nvidia-smi"
         result["driver_version"] = smi_gpus[0]["driver_version"] or parse_banner_driver(banner_text)
         result["cuda_version"] = parse_cuda_version(banner_text)
         result["models"] = _unique(gpu["name"] for gpu in smi_gpus)
         result["message"] = "%d NVIDIA GPU(s) found by nvidia-smi: %s; driver %s, CUDA %s" % (
-            result["count"], ", ".join(result["models"]), result["driver_version"] or "unknown",
+            result["gpu_count"], ", ".join(result["models"]), result["driver_version"] or "unknown",
             result["cuda_version"] or "unknown")
         return result
 
@@ -270,12 +270,12 @@ def detect(run, nvidia_smi="nvidia-smi", lspci="lspci", sysfs_pci_root="/sys/bus
 
     if bus_gpus:
         result["gpus"] = bus_gpus
-        result["count"] = len(bus_gpus)
+        result["gpu_count"] = len(bus_gpus)
         result["source"] = bus_source
         result["models"] = _unique(gpu["name"] for gpu in bus_gpus)
         result["message"] = (
             "%d NVIDIA GPU(s) found by %s (%s) but the driver does not answer: %s"
-            % (result["count"], bus_note, ", ".join(result["models"]), result["nvidia_smi_error"]))
+            % (result["gpu_count"], bus_note, ", ".join(result["models"]), result["nvidia_smi_error"]))
     else:
         result["message"] = "No NVIDIA GPU on this host (%s; no NVIDIA 3D/VGA controller in %s)" % (
             result["nvidia_smi_error"], bus_note)

@@ -32,7 +32,7 @@ class CameraConfig:
     path: Path
     check_days: int = 10
     grace_minutes: float = 20.0
-    settle_seconds: float = 2.0
+    settle_seconds: float = 1.0
     # Files whose format has no structure check (timing only) wait this much longer.
     unstructured_settle_seconds: float = 30.0
     destination_head: str = ""
@@ -88,7 +88,7 @@ _CAMERA_KEYS: _Spec = {
     "path": ((str,), True, None),
     "check_days": ((int,), False, 10),
     "grace_minutes": ((int, float), False, 20),
-    "settle_seconds": ((int, float), False, 2),
+    "settle_seconds": ((int, float), False, 1),
     "unstructured_settle_seconds": ((int, float), False, 30),
     "destination_head": ((str,), False, ""),
     "poll_seconds": ((int, float), False, 1),

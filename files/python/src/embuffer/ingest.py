@@ -35,7 +35,7 @@ from embuffer.matching import (
 from embuffer.quarantine import quarantine_movie, quarantined
 from embuffer.references import ReferenceWriter
 from embuffer.scan import Candidate, SettleTracker, list_candidates, sidecar_for
-from embuffer.transfer import Transfer, VerificationFailed
+from embuffer.transfer import Pending, Transfer, VerificationFailed
 from embuffer.verified_copy import CopyAborted, Ownership, SourceChanged
 
 log = logging.getLogger("embuffer.ingest")
@@ -71,7 +71,8 @@ class CameraIngest:
         self.tracker = SettleTracker(camera.settle_seconds, camera.unstructured_settle_seconds)
         self.backoff = Backoff()
         self.references = ReferenceWriter(self.db, journal, camera.host)
-        self.verify_queue: queue.Queue[int | None] = queue.Queue()
+        # copies waiting to be published and verified by the second thread
+        self.verify_queue: queue.Queue[Pending | int | None] = queue.Queue()
         self._placements: dict[int, _Placed] = {}
         self._warned: set[str] = set()
         self._told: dict[str, str] = {}
@@ -112,11 +113,17 @@ class CameraIngest:
         verifier.join()
 
     def run_once(self) -> PassResult:
-        self.recover()
-        candidates = list_candidates(self.camera.path, self._warned)
-        result = self.run_pass(candidates, first_sight_ok=True)
-        self._drain_verifications()
-        return result
+        verifier = threading.Thread(
+            target=self._verify_loop, name=f"verify-{self.camera.host}", daemon=True
+        )
+        verifier.start()  # verifying one movie overlaps copying the next, as in the service
+        try:
+            self.recover()
+            candidates = list_candidates(self.camera.path, self._warned)
+            return self.run_pass(candidates, first_sight_ok=True)
+        finally:
+            self.verify_queue.put(None)
+            verifier.join()
 
     # ---- one pass over the folder ------------------------------------------------------
     def run_pass(self, candidates: list[Candidate], *, first_sight_ok: bool) -> PassResult:
@@ -200,8 +207,9 @@ class CameraIngest:
             )
         else:
             movie_id = movie.id
-            if movie.state in (j.COPIED, j.VERIFIED):
-                return True  # waiting for the verifier
+            if movie.state in (j.COPYING, j.COPIED, j.VERIFIED):
+                # in the second thread's hands (recover() reset those of a crashed run)
+                return True
         key = frames_key(candidate.name, candidate.is_dir)
         match = find_image(self.db, key, self.camera.host, self.camera.check_days)
         if match is None:
@@ -223,19 +231,19 @@ class CameraIngest:
             )
             return False
         dest = placed.folder / destination_name(match.filename, candidate.name, candidate.is_dir)
-        self._record_match(movie_id, match, dest, placed)
         self.references.write_for(movie_id, match, placed.folder, placed.ownership)
-        if not self.transfer.copy(movie_id, candidate.path, dest, placed.ownership):
-            quarantine_movie(
-                self.config,
-                self.journal,
-                self.transfer,
-                movie_id,
-                f"a different file already exists at {dest}",
-            )
+        outcome = self.transfer.begin(
+            movie_id,
+            candidate.path,
+            dest,
+            placed.ownership,
+            **self._match_fields(match, dest, placed),
+        )
+        if outcome is False:
+            self._quarantine_clash(movie_id, dest)
             return True
         self._copy_sidecar(candidate, match, placed)
-        self.verify_queue.put(movie_id)
+        self.verify_queue.put(outcome if isinstance(outcome, Pending) else movie_id)
         return True
 
     # ---- decisions -----------------------------------------------------------------------
@@ -308,23 +316,29 @@ class CameraIngest:
         log.info("session %s -> %s (%s)", session.name, folder, placement.note)
         return placed
 
-    def _record_match(self, movie_id: int, match: ImageMatch, dest: Path, placed: _Placed) -> None:
-        self.journal.update_movie(
+    def _quarantine_clash(self, movie_id: int, dest: Path) -> None:
+        quarantine_movie(
+            self.config,
+            self.journal,
+            self.transfer,
             movie_id,
-            state=j.MATCHED,
-            target="buffer",
-            image_table=match.table,
-            image_id=match.image_id,
-            image_filename=match.filename,
-            session_id=match.session_id,
-            session_name=placed.session_name,
-            norm_id=match.norm_id,
-            dark_id=match.dark_id,
-            dest_path=str(dest),
-            rel_path=str(dest.relative_to(self.config.buffer_root)),
-            uid=placed.ownership.uid,
-            gid=placed.ownership.gid,
+            f"a different file already exists at {dest}",
         )
+
+    def _match_fields(self, match: ImageMatch, dest: Path, placed: _Placed) -> dict[str, object]:
+        return {
+            "target": "buffer",
+            "image_table": match.table,
+            "image_id": match.image_id,
+            "image_filename": match.filename,
+            "session_id": match.session_id,
+            "session_name": placed.session_name,
+            "norm_id": match.norm_id,
+            "dark_id": match.dark_id,
+            "rel_path": str(dest.relative_to(self.config.buffer_root)),
+            "uid": placed.ownership.uid,
+            "gid": placed.ownership.gid,
+        }
 
     def _copy_sidecar(self, candidate: Candidate, match: ImageMatch, placed: _Placed) -> None:
         sidecar = sidecar_for(candidate)
@@ -334,8 +348,9 @@ class CameraIngest:
         sidecar_id = self.journal.insert_movie(
             camera=self.camera.host, kind="sidecar", source_path=str(sidecar), state=j.SEEN
         )
-        self._record_match(sidecar_id, match, dest, placed)
-        if self.transfer.copy(sidecar_id, sidecar, dest, placed.ownership):
+        if self.transfer.copy(
+            sidecar_id, sidecar, dest, placed.ownership, **self._match_fields(match, dest, placed)
+        ):
             self.verify_queue.put(sidecar_id)
         else:
             quarantine_movie(
@@ -347,20 +362,18 @@ class CameraIngest:
             )
 
     # ---- verification (second thread) ---------------------------------------------------
-    def _verify_one(self, movie_id: int) -> None:
+    def _verify_one(self, item: Pending | int) -> None:
+        movie_id = item.movie_id if isinstance(item, Pending) else item
         movie = self.journal.movie(movie_id)
         try:
-            if movie.state == j.COPIED:
-                self.transfer.verify(movie_id)
-            self.transfer.remove_source(movie_id, j.DONE)
+            if isinstance(item, Pending) and not self.transfer.finish(item):
+                self._quarantine_clash(movie_id, item.dest)
+                return
             movie = self.journal.movie(movie_id)
-            self.journal.event(
-                "ingested",
-                movie_id=movie_id,
-                camera=self.camera.host,
-                nbytes=movie.size,
-                detail=movie.dest_path,
-            )
+            verified_at = None
+            if movie.state == j.COPIED:
+                verified_at = self.transfer.verify(movie_id, record=False)
+            self.transfer.remove_source(movie_id, j.DONE, verified_at=verified_at, event="ingested")
             log.info(
                 "ingested %r -> %s (%d bytes, xxh3-128 %s, verified)",
                 movie.source_path,
@@ -376,19 +389,19 @@ class CameraIngest:
 
     def _verify_loop(self) -> None:
         while True:
-            movie_id = self.verify_queue.get()
-            if movie_id is None:
+            item = self.verify_queue.get()
+            if item is None:
                 return
-            self._verify_one(movie_id)
+            self._verify_one(item)
 
     def _drain_verifications(self) -> None:
         while True:
             try:
-                movie_id = self.verify_queue.get_nowait()
+                item = self.verify_queue.get_nowait()
             except queue.Empty:
                 return
-            if movie_id is not None:
-                self._verify_one(movie_id)
+            if item is not None:
+                self._verify_one(item)
 
     def _tell(self, key: str, message: str) -> None:
         """Log a waiting/skip reason once per file, not once per poll."""

@@ -40,8 +40,9 @@ def quarantine_movie(
     ownership = Ownership(file_mode=config.file_mode, dir_mode=config.dir_mode)
     while True:
         dest = _free_name(folder, source.name)
-        journal.update_movie(movie_id, target="quarantine", reason=reason, rel_path=None)
-        if transfer.copy(movie_id, source, dest, ownership):
+        if transfer.copy(
+            movie_id, source, dest, ownership, target="quarantine", reason=reason, rel_path=None
+        ):
             break
     if journal.movie(movie_id).state == j.COPIED:
         transfer.verify(movie_id)

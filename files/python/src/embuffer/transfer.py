@@ -25,10 +25,12 @@ from embuffer.verified_copy import (
     DestinationExists,
     Ownership,
     copy_path,
+    finish_partial,
     hash_path,
     make_folders,
     partial_path,
     remove_tree_quietly,
+    write_partial,
 )
 
 log = logging.getLogger("embuffer.transfer")
@@ -36,6 +38,16 @@ log = logging.getLogger("embuffer.transfer")
 
 class VerificationFailed(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A copy written under its partial name, waiting for fsync and publish."""
+
+    movie_id: int
+    source: Path
+    dest: Path
+    result: CopyResult
 
 
 @dataclass
@@ -46,17 +58,53 @@ class Transfer:
     stop: threading.Event
 
     # ---- step 1: copy ----------------------------------------------------------------------
-    def copy(self, movie_id: int, source: Path, dest: Path, ownership: Ownership) -> bool:
+    def begin(
+        self, movie_id: int, source: Path, dest: Path, ownership: Ownership, **fields: object
+    ) -> Pending | bool:
+        """Like `copy`, but for a plain file stop after writing the partial copy and return
+        a Pending to `finish` (fsync, publish) in another thread, so the next copy can start
+        while this one is flushed. Folders are copied whole right away (True)."""
+        if source.is_dir() and not source.is_symlink():
+            return self.copy(movie_id, source, dest, ownership, **fields)
+        self._mark_copying(movie_id, dest, fields)
+        make_folders(dest.parent, ownership)
+        try:
+            result = write_partial(source, dest, ownership, stop=self.stop)
+        except DestinationExists:
+            return self._adopt_existing(movie_id, source, dest)
+        except BaseException:
+            self.journal.update_movie(movie_id, state=j.MATCHED)
+            raise
+        return Pending(movie_id, source, dest, result)
+
+    def finish(self, pending: Pending) -> bool:
+        """Publish a Pending copy; same answer as `copy`."""
+        try:
+            finish_partial(pending.dest)
+        except DestinationExists:
+            return self._adopt_existing(pending.movie_id, pending.source, pending.dest)
+        except BaseException:
+            self.journal.update_movie(pending.movie_id, state=j.MATCHED)
+            raise
+        self._record_copy(pending.movie_id, pending.result)
+        return True
+
+    def _mark_copying(self, movie_id: int, dest: Path, fields: dict[str, object]) -> None:
+        fields.update(state=j.COPYING, dest_path=str(dest), copy_started_at=time.time())
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self.journal.db.execute(
+            f"UPDATE movies SET {assignments}, attempts = attempts + 1 WHERE id = ?",
+            [*fields.values(), movie_id],
+        )
+
+    def copy(
+        self, movie_id: int, source: Path, dest: Path, ownership: Ownership, **fields: object
+    ) -> bool:
         """Copy and publish. True when the destination now holds the source's bytes
         (state COPIED, or VERIFIED when an identical copy was already there). False when the
-        destination holds DIFFERENT bytes: the caller decides (quarantine)."""
-        self.journal.update_movie(
-            movie_id,
-            state=j.COPYING,
-            dest_path=str(dest),
-            copy_started_at=time.time(),
-            attempts=self.journal.movie(movie_id).attempts + 1,
-        )
+        destination holds DIFFERENT bytes: the caller decides (quarantine). `fields` are
+        recorded in the same journal write that marks the copy as started."""
+        self._mark_copying(movie_id, dest, fields)
         make_folders(dest.parent, ownership)
         try:
             result = copy_path(source, dest, ownership, stop=self.stop)
@@ -102,7 +150,10 @@ class Transfer:
         return True
 
     # ---- step 2: verify --------------------------------------------------------------------
-    def verify(self, movie_id: int) -> None:
+    def verify(self, movie_id: int, *, record: bool = True) -> float:
+        """Re-read the published copy from the device. Returns the time it was verified; with
+        record=False the caller writes that together with its next step (one journal commit
+        fewer: a crash before that commit simply verifies again)."""
         movie = self.journal.movie(movie_id)
         dest = Path(movie.dest_path)
         size, digest = hash_path(dest, drop_cache=True)
@@ -119,12 +170,27 @@ class Transfer:
                 movie_id, state=j.MATCHED, reason=f"verification failed at {time.ctime()}"
             )
             raise VerificationFailed(f"{dest} re-read as {digest}, copied as {movie.hash}")
-        self.journal.update_movie(movie_id, state=j.VERIFIED, verified_at=time.time())
+        verified_at = time.time()
+        if record:
+            self.journal.update_movie(movie_id, state=j.VERIFIED, verified_at=verified_at)
+        return verified_at
 
     # ---- step 3: remove the source ---------------------------------------------------------
-    def remove_source(self, movie_id: int, final_state: str) -> None:
+    def remove_source(
+        self,
+        movie_id: int,
+        final_state: str,
+        *,
+        verified_at: float | None = None,
+        event: str | None = None,
+    ) -> None:
+        """Remove the camera copy of a verified movie, then record the final state (and the
+        verification time and an event, when given) in one transaction."""
         movie = self.journal.movie(movie_id)
         source = Path(movie.source_path)
+        fields: dict[str, object] = {"state": final_state, "source_removed_at": time.time()}
+        if verified_at is not None:
+            fields["verified_at"] = verified_at
         if os.path.lexists(source):
             if movie.kind == "dir":
                 _remove_copied_members(source, movie.members)
@@ -132,19 +198,23 @@ class Transfer:
                 current = source.stat(follow_symlinks=False)
                 if current.st_size != movie.size or current.st_mtime_ns != movie.source_mtime_ns:
                     # Rewritten since the copy: keep it; the next pass treats it as new.
-                    self.journal.event(
-                        "source_changed", movie_id=movie_id, camera=movie.camera, detail=str(source)
+                    fields.update(
+                        source_removed_at=None, reason="source rewritten after copy; kept"
                     )
-                    self.journal.update_movie(
-                        movie_id,
-                        state=final_state,
-                        source_removed_at=None,
-                        reason="source rewritten after copy; kept",
-                    )
-                    return
-                os.unlink(source)
+                    event = "source_changed"
+                else:
+                    os.unlink(source)
             _fsync_parent(source)
-        self.journal.update_movie(movie_id, state=final_state, source_removed_at=time.time())
+        with self.journal.transaction():
+            self.journal.update_movie(movie_id, **fields)
+            if event is not None:
+                self.journal.event(
+                    event,
+                    movie_id=movie_id,
+                    camera=movie.camera,
+                    nbytes=movie.size,
+                    detail=str(movie.dest_path),
+                )
 
     # ---- crash repair ----------------------------------------------------------------------
     def recover(self, movie: Movie) -> str:
@@ -160,10 +230,14 @@ class Transfer:
                 )
                 return "vanished"
             return "retry"
-        if movie.state == j.COPIED:
-            self.verify(movie.id)
+        verified_at = self.verify(movie.id, record=False) if movie.state == j.COPIED else None
         final = j.QUARANTINED if _in_quarantine(movie) else j.DONE
-        self.remove_source(movie.id, final)
+        self.remove_source(
+            movie.id,
+            final,
+            verified_at=verified_at,
+            event="quarantined" if final == j.QUARANTINED else "ingested",
+        )
         return "finished"
 
 
