@@ -36,10 +36,11 @@ RECONCILE_SECONDS = 3600.0
 PAUSE_KEY = "archive_pause"
 
 
-def pause(journal: Journal, reason: str) -> None:
+def pause(journal: Journal, reason: str) -> bool:
+    """Pause the archive durably; False when it was already paused for this reason."""
     current = journal.get_setting(PAUSE_KEY)
     if current and current.get("reason") == reason:
-        return  # already paused for this reason: keep the original start time
+        return False  # keep the original start time
     journal.set_setting(
         PAUSE_KEY,
         {
@@ -50,6 +51,7 @@ def pause(journal: Journal, reason: str) -> None:
     )
     journal.event("archive_paused", detail=reason)
     log.warning("archive paused: %s", reason)
+    return True
 
 
 def resume(journal: Journal) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -146,8 +147,12 @@ def cmd_archive(config: Config, args: argparse.Namespace) -> int:
 
     journal = Journal(config.journal)
     if args.action == "pause":
-        pause(journal, args.reason)
-        print(f"archive paused: {args.reason}")
+        changed = pause(journal, args.reason)
+        print(
+            f"archive paused: {args.reason}"
+            if changed
+            else f"archive already paused: {args.reason}"
+        )
         return 0
     if args.action == "resume":
         print("archive resumed" if resume(journal) else "archive was not paused")
@@ -175,6 +180,34 @@ def cmd_purge(config: Config, args: argparse.Namespace) -> int:
     for line in report.lines:
         print(line)
     return 0 if report.reached_target else EXIT_INCOMPLETE
+
+
+def cmd_outage(config: Config, args: argparse.Namespace) -> int:
+    import getpass
+
+    from embuffer import outage
+    from embuffer.dbcreds import read_credentials
+    from embuffer.leginondb import LeginonDB
+
+    journal = Journal(config.journal)
+    if args.action == "start":
+        if not args.reason.strip() or not args.location:
+            print("embuffer outage start: --reason and --location are required", file=sys.stderr)
+            return 2
+        by = args.by or os.environ.get("SUDO_USER") or getpass.getuser()
+        changed = outage.start(journal, args.reason, by, args.location)
+        print(json.dumps({"changed": changed, "outage": journal.get_setting("outage")}))
+        return 0
+    if args.action == "end":
+        ended = outage.end(journal)
+        print(json.dumps({"changed": ended is not None, "outage": ended}))
+        return 0
+    report = outage.report(journal, LeginonDB(read_credentials(config.db_credentials)))
+    if report is None:
+        print(json.dumps({"outage": None}) if args.json else "no outage recorded")
+        return 0
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.render())
+    return 0
 
 
 def cmd_session(config: Config, args: argparse.Namespace) -> int:
@@ -229,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--dry-run", action="store_true", help="print what would go, remove none")
     purge.add_argument("--paranoid", action="store_true", help="re-hash the primary copy first")
     purge.set_defaults(handler=cmd_purge)
+
+    outage = commands.add_parser("outage", help="record an outage of primary storage")
+    outage.add_argument("action", choices=["start", "end", "report"])
+    outage.add_argument("--reason", default="")
+    outage.add_argument("--by", default="", help="who declared it (default: the caller)")
+    outage.add_argument("--location", default="", help="where Leginon writes new sessions")
+    outage.add_argument("--json", action="store_true")
+    outage.set_defaults(handler=cmd_outage)
 
     session = commands.add_parser("session", help="mark a session to keep on the buffer")
     session.add_argument("action", choices=["keep"])
