@@ -118,10 +118,11 @@ def run_module(args, check_mode=False):
     payload = dict(args)
     if check_mode:
         payload["_ansible_check_mode"] = True
-    path = Path(args["dest_dir"]).parent / "args.json"
+    path = Path(args["archive"]).parent / "args.json"
     path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": payload}))
     completed = subprocess.run([sys.executable, str(ARTIFACT_MODULE), str(path)], capture_output=True, text=True,
                                check=False)
+    assert completed.stdout.strip().startswith("{"), completed.stdout + completed.stderr
     return json.loads(completed.stdout)
 
 
@@ -189,3 +190,43 @@ def test_tar_gz_member_by_path_and_check_mode(tmp_path):
     assert checked["changed"] is True and os.listdir(dest) == []
     assert run_module(args)["path"] == str(dest / "ctffind")
     assert (dest / "ctffind").read_text() == "#!/bin/sh\necho bin/ctffind\n"
+
+
+def test_creates_the_version_folder_bin_link_and_manifest(zip_artifact):
+    path, digest, dest = zip_artifact
+    version_dir = dest / "motioncor2" / "1.6.4"
+    args = {"archive": str(path), "sha256": digest, "format": "zip", "member": "MotionCor2_1.6.4_Cuda118_*",
+            "dest_dir": str(version_dir), "bin_name": "motioncor2", "manifest": {"tool": "motioncor2", "cuda": "11.8"},
+            "mode": "0755"}
+    first = run_module(args)
+    assert first["changed"] is True, first
+    link = version_dir / "bin" / "motioncor2"
+    assert os.readlink(link) == "../MotionCor2_1.6.4_Cuda118_Mar312023"
+    assert link.read_text() == "build 118\n"
+    manifest = json.loads((version_dir / "build.json").read_text())
+    assert manifest["cuda"] == "11.8"
+    assert manifest["installed"] == str(version_dir / "MotionCor2_1.6.4_Cuda118_Mar312023")
+    assert run_module(args)["changed"] is False
+    # another CUDA build of the same version moves the link and keeps the first binary
+    moved = run_module(dict(args, member="MotionCor2_1.6.4_Cuda121_*"))
+    assert moved["changed"] is True
+    assert os.readlink(link) == "../MotionCor2_1.6.4_Cuda121_Mar312023"
+    assert (version_dir / "MotionCor2_1.6.4_Cuda118_Mar312023").exists()
+
+
+def test_wrong_sha256_creates_no_version_folder(zip_artifact):
+    path, _digest, dest = zip_artifact
+    answer = run_module({"archive": str(path), "sha256": "1" * 64, "format": "zip", "member": "*Cuda118*",
+                         "dest_dir": str(dest / "motioncor2" / "1.6.4"), "bin_name": "motioncor2"})
+    assert answer["failed"] is True
+    assert os.listdir(dest) == []
+
+
+def test_a_file_in_place_of_the_bin_link_is_not_replaced(zip_artifact):
+    path, digest, dest = zip_artifact
+    (dest / "bin").mkdir()
+    (dest / "bin" / "motioncor2").write_text("hand-installed\n")
+    answer = run_module({"archive": str(path), "sha256": digest, "format": "zip", "member": "*Cuda118*",
+                         "dest_dir": str(dest), "bin_name": "motioncor2"})
+    assert answer["failed"] is True and "is not a symbolic link" in answer["msg"]
+    assert (dest / "bin" / "motioncor2").read_text() == "hand-installed\n"

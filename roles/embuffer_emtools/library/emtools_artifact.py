@@ -15,6 +15,7 @@ short_description: Verify an EM tool artifact's sha256 and install one binary fr
 description:
   - Checks the sha256 of a staged artifact (a zip, a tar.gz or a bare binary) before anything else;
     a mismatch fails and writes nothing.
+  - Creates I(dest_dir) (mode 0755) only once the artifact is verified.
   - Finds the one archive member that matches I(member) (a name or shell pattern, matched against the
     member's path and, for patterns without a slash, its base name) and installs it as
     I(dest_dir)/<base name of the member>. No match, or more than one, fails with the members listed.
@@ -38,13 +39,20 @@ options:
     type: str
     default: ""
   dest_dir:
-    description: Existing folder that receives the binary.
+    description: Folder that receives the binary, created when missing.
     type: path
     required: true
   name:
     description: File name in I(dest_dir); defaults to the member's base name (the artifact's for a binary).
     type: str
     default: ""
+  bin_name:
+    description: When set, I(dest_dir)/bin/<bin_name> becomes a relative symbolic link to the installed file.
+    type: str
+    default: ""
+  manifest:
+    description: When set, written as I(dest_dir)/build.json with the installed path and sha256 added.
+    type: dict
 extends_documentation_fragment:
   - ansible.builtin.files
 author:
@@ -78,10 +86,19 @@ sha256:
   description: sha256 of the installed file.
   returned: success
   type: str
+command:
+  description: The bin/<bin_name> link, when I(bin_name) is set.
+  returned: when bin_name is set
+  type: str
+manifest:
+  description: Path of build.json, when I(manifest) is set.
+  returned: when manifest is set
+  type: str
 """
 
 import fnmatch
 import hashlib
+import json
 import os
 import shutil
 import tarfile
@@ -159,6 +176,54 @@ def choose_member(names, pattern, fmt):
         len(matches), pattern, ", ".join(sorted(matches)))
 
 
+def ensure_dir(module, path, owner, group, changed):
+    """Create path (and its parents) as a 0755 folder; returns the updated changed flag."""
+    if not os.path.isdir(path):
+        changed = True
+        if not module.check_mode:
+            os.makedirs(path, 0o755)
+    if os.path.isdir(path):
+        args = module.load_file_common_arguments(dict(module.params, mode="0755", owner=owner, group=group),
+                                                 path=path)
+        changed = module.set_fs_attributes_if_different(args, changed)
+    return changed
+
+
+def ensure_link(module, link, target, owner, group, changed):
+    """Make link a symbolic link to target (relative); a file in its way is an error."""
+    if os.path.islink(link) and os.readlink(link) == target:
+        pass
+    elif os.path.lexists(link) and not os.path.islink(link):
+        module.fail_json(msg="%s exists and is not a symbolic link; not replacing it" % link)
+    else:
+        changed = True
+        if not module.check_mode:
+            tmp = link + ".emtools-tmp"
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.symlink(target, tmp)
+            os.rename(tmp, link)
+    if os.path.islink(link) and (owner or group):
+        changed = module.set_owner_if_different(link, owner, changed, expand=False) if owner else changed
+        changed = module.set_group_if_different(link, group, changed, expand=False) if group else changed
+    return changed
+
+
+def ensure_content(module, path, text, changed):
+    data = text.encode("utf-8")
+    if os.path.isfile(path):
+        with open(path, "rb") as handle:
+            if handle.read() == data:
+                return changed
+    if not module.check_mode:
+        handle, tmp = tempfile.mkstemp(prefix=".emtools-", dir=os.path.dirname(path))
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o644)
+        module.atomic_move(tmp, path)
+    return True
+
+
 def main():
     from ansible.module_utils.basic import AnsibleModule
 
@@ -170,6 +235,8 @@ def main():
             member=dict(type="str", default=""),
             dest_dir=dict(type="path", required=True),
             name=dict(type="str", default=""),
+            bin_name=dict(type="str", default=""),
+            manifest=dict(type="dict"),
         ),
         add_file_common_args=True,
         supports_check_mode=True,
@@ -190,41 +257,54 @@ def main():
             % (params["archive"], expected, actual), expected_sha256=expected, actual_sha256=actual)
     if params["format"] != "binary" and not params["member"]:
         module.fail_json(msg="member is required for a %s artifact" % params["format"])
-    if not os.path.isdir(params["dest_dir"]) and not module.check_mode:
-        module.fail_json(msg="destination folder %s does not exist" % params["dest_dir"])
 
     try:
         archive = Archive(params["archive"], params["format"])
     except (zipfile.BadZipfile, tarfile.TarError, IOError, OSError) as exc:
         module.fail_json(msg="cannot read %s as %s: %s" % (params["archive"], params["format"], exc))
+    owner, group = params["owner"], params["group"]
     try:
         member, error = choose_member(archive.names(), params["member"], params["format"])
         if error:
             module.fail_json(msg="%s: %s" % (params["archive"], error))
+        # Only a verified artifact with exactly one matching member gets a folder.
+        changed = ensure_dir(module, params["dest_dir"], owner, group, False)
         dest = os.path.join(params["dest_dir"], params["name"] or posixpath_basename(member))
         with archive.open(member) as stream:
             wanted = sha256_stream(stream)
         current = sha256_file(dest) if os.path.isfile(dest) else None
-        changed = current != wanted
-        if changed and not module.check_mode:
-            handle, tmp = tempfile.mkstemp(prefix=".emtools-", dir=params["dest_dir"])
-            try:
-                with os.fdopen(handle, "wb") as out, archive.open(member) as stream:
-                    shutil.copyfileobj(stream, out, CHUNK)
-                module.atomic_move(tmp, dest)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+        if current != wanted:
+            changed = True
+            if not module.check_mode:
+                handle, tmp = tempfile.mkstemp(prefix=".emtools-", dir=params["dest_dir"])
+                try:
+                    with os.fdopen(handle, "wb") as out, archive.open(member) as stream:
+                        shutil.copyfileobj(stream, out, CHUNK)
+                    module.atomic_move(tmp, dest)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
     finally:
         archive.close()
 
-    result = dict(changed=changed, path=dest, member=member, sha256=wanted,
-                  diff=dict(before={"path": dest, "sha256": current or "(absent)"},
-                            after={"path": dest, "sha256": wanted}))
     if not module.check_mode or os.path.exists(dest):
         file_args = module.load_file_common_arguments(params, path=dest)
-        result["changed"] = module.set_fs_attributes_if_different(file_args, result["changed"])
-    module.exit_json(**result)
+        changed = module.set_fs_attributes_if_different(file_args, changed)
+    result = dict(path=dest, member=member, sha256=wanted,
+                  diff=dict(before={"path": dest, "sha256": current or "(absent)"},
+                            after={"path": dest, "sha256": wanted}))
+    if params["bin_name"]:
+        # bin/ holds only the command's name, so a modulefile's PATH exposes nothing else.
+        bin_dir = os.path.join(params["dest_dir"], "bin")
+        changed = ensure_dir(module, bin_dir, owner, group, changed)
+        result["command"] = os.path.join(bin_dir, params["bin_name"])
+        changed = ensure_link(module, result["command"], "../" + os.path.basename(dest), owner, group, changed)
+    if params["manifest"] is not None:
+        manifest = dict(params["manifest"], installed=dest, installed_sha256=wanted)
+        result["manifest"] = os.path.join(params["dest_dir"], "build.json")
+        changed = ensure_content(module, result["manifest"], json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+                                 changed)
+    module.exit_json(changed=changed, **result)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ is marked archived only after its primary copy was re-read from the device and c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
 import threading
 import time
 from pathlib import Path
@@ -26,9 +28,13 @@ from embuffer.verified_copy import (
     DestinationExists,
     Ownership,
     copy_path,
+    finish_partial,
     hash_path,
     is_partial_name,
     make_folders,
+    partial_path,
+    remove_tree_quietly,
+    write_partial,
 )
 
 log = logging.getLogger("embuffer.archive")
@@ -186,26 +192,35 @@ class Archiver:
 
     # ---- mirror --------------------------------------------------------------------------
     def mirror_backlog(self) -> bool:
+        """Mirror the backlog. Copies are pipelined: while one movie is flushed, published
+        and re-read on primary (second thread), the next is already being copied."""
         clean = True
         sessions: set[Path] = set()
-        for movie in backlog(self.journal):
-            if self.stop.is_set() or self.paused():
-                return False
-            try:
-                self.mirror(movie)
-                sessions.add(Path(movie.dest_path).parent)
-                self.backoff.succeeded()
-            except CopyAborted:
-                return False
-            except OSError as error:
-                clean = False
-                delay = self.backoff.failed()
-                self.journal.update_movie(movie.id, archive_error=str(error))
-                self.journal.event("archive_error", movie_id=movie.id, detail=str(error))
-                log.error(
-                    "archive of %s failed: %s; retry in %.0f s", movie.dest_path, error, delay
-                )
-                return False
+        finisher = _Finisher(self)
+        try:
+            for movie in backlog(self.journal):
+                if self.stop.is_set() or self.paused() or finisher.failed.is_set():
+                    clean = False
+                    break
+                try:
+                    pending = self.start(movie)
+                    if pending is not None:
+                        finisher.submit(pending)
+                    sessions.add(Path(movie.dest_path).parent)
+                except CopyAborted:
+                    clean = False
+                    break
+                except ConflictOnPrimary as error:
+                    self.record_error(movie, error, backoff=False)
+                    clean = False
+                except OSError as error:
+                    self.record_error(movie, error)
+                    clean = False
+                    break
+        finally:
+            finisher.close()
+        if finisher.failed.is_set() or finisher.conflicts:
+            clean = False
         for folder in sessions:
             try:
                 sync_references(folder, self.config.buffer_root, self.primary)
@@ -213,6 +228,37 @@ class Archiver:
                 log.error("references of %s not mirrored: %s", folder, error)
                 clean = False
         return clean
+
+    def record_error(self, movie: Movie, error: Exception, *, backoff: bool = True) -> None:
+        """Never counted as done: the movie stays in the backlog, the error is reported."""
+        self.journal.update_movie(movie.id, archive_error=str(error))
+        self.journal.event("archive_error", movie_id=movie.id, detail=str(error))
+        if backoff:
+            delay = self.backoff.failed()
+            log.error("archive of %s failed: %s; retry in %.0f s", movie.dest_path, error, delay)
+        else:
+            log.error("archive of %s skipped: %s", movie.dest_path, error)
+
+    def start(self, movie: Movie) -> tuple[Movie, Path] | None:
+        """Copy a movie to its partial name on primary; returns what the finisher must publish
+        and verify, or None when it was handled completely here (folders, bz2, existing)."""
+        if not self.primary.is_dir():
+            raise FileNotFoundError(f"primary storage {self.primary} is not available")
+        if movie.kind == "dir" or self._compressed(movie):
+            self.mirror(movie)
+            return None
+        target = self.primary_path_for(movie)
+        ownership = Ownership(movie.uid, movie.gid, self.config.file_mode, self.config.dir_mode)
+        make_folders(target.parent, ownership)
+        self._interrupt.clear()
+        try:
+            write_partial(
+                Path(movie.dest_path), target, ownership, stop=_either(self.stop, self._interrupt)
+            )
+        except DestinationExists:
+            self.verify_and_record(movie, target)
+            return None
+        return movie, target
 
     def primary_path_for(self, movie: Movie) -> Path:
         path = self.primary / str(movie.rel_path)
@@ -236,39 +282,82 @@ class Archiver:
         make_folders(target.parent, ownership)
         interrupt = _either(self.stop, self._interrupt)
         self._interrupt.clear()
-        try:
+        # DestinationExists: verified below (identical is adopted, different is an error)
+        with contextlib.suppress(DestinationExists):
             if self._compressed(movie):
                 copy_compressed(source, target, ownership, stop=interrupt)
             else:
                 copy_path(source, target, ownership, stop=interrupt)
-        except DestinationExists:
-            pass  # verified below: identical is adopted, different is an error
+        self.verify_and_record(movie, target)
+
+    def verify_and_record(self, movie: Movie, target: Path) -> None:
+        """Re-read the primary copy from the device; only an equal one counts as archived."""
         if self._compressed(movie):
             size, digest = hash_compressed(target)
         else:
             size, digest = hash_path(target, drop_cache=True)
         if (size, digest) != (movie.size, movie.hash):
-            raise FileExistsError(
+            raise ConflictOnPrimary(
                 f"{target} holds different bytes ({digest}) than the buffer copy "
                 f"({movie.hash}); not overwritten, resolve by hand"
             )
-        now = time.time()
-        self.journal.update_movie(
-            movie.id,
-            primary_path=str(target),
-            primary_hash=digest,
-            primary_size=target.stat().st_size if not target.is_dir() else size,
-            primary_verified_at=now,
-            archive_error=None,
-        )
-        self.journal.event(
-            "archived",
-            movie_id=movie.id,
-            camera=movie.camera,
-            nbytes=movie.size,
-            detail=str(target),
-        )
-        log.info("archived %s -> %s (verified)", source, target)
+        with self.journal.transaction():
+            self.journal.update_movie(
+                movie.id,
+                primary_path=str(target),
+                primary_hash=digest,
+                primary_size=target.stat().st_size if not target.is_dir() else size,
+                primary_verified_at=time.time(),
+                archive_error=None,
+            )
+            self.journal.event(
+                "archived",
+                movie_id=movie.id,
+                camera=movie.camera,
+                nbytes=movie.size,
+                detail=str(target),
+            )
+        log.info("archived %s -> %s (verified)", movie.dest_path, target)
+
+
+class ConflictOnPrimary(OSError):
+    """Primary already holds different bytes under this name; never overwritten."""
+
+
+class _Finisher:
+    """The archive's second thread: fsync, publish and verify copies written by the first."""
+
+    def __init__(self, archiver: Archiver) -> None:
+        self.archiver = archiver
+        self.queue: queue.Queue[tuple[Movie, Path] | None] = queue.Queue(maxsize=2)
+        self.failed = threading.Event()
+        self.conflicts = 0
+        self.thread = threading.Thread(target=self._run, name="archive-finisher", daemon=True)
+        self.thread.start()
+
+    def submit(self, pending: tuple[Movie, Path]) -> None:
+        self.queue.put(pending)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            movie, target = item
+            if self.failed.is_set():
+                remove_tree_quietly(partial_path(target))
+                continue
+            try:
+                with contextlib.suppress(DestinationExists):
+                    finish_partial(target)
+                self.archiver.verify_and_record(movie, target)
+            except ConflictOnPrimary as error:
+                self.conflicts += 1
+                self.archiver.record_error(movie, error, backoff=False)
+            except OSError as error:
+                self.failed.set()
+                self.archiver.record_error(movie, error)
 
 
 def _either(first: threading.Event, second: threading.Event) -> threading.Event:

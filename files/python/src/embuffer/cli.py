@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -93,19 +92,35 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
-    from embuffer.status import collect, render
+    from embuffer.console import show_status
 
-    journal = Journal(config.journal)
-    while True:
-        status = collect(config, journal)
-        if args.json:
-            print(json.dumps(status.as_dict(), indent=2, default=str))
-        else:
-            print(render(status))
-        if not args.watch:
+    return show_status(config, Journal(config.journal), as_json=args.json, watch=args.watch)
+
+
+def cmd_metrics(config: Config, args: argparse.Namespace) -> int:
+    from embuffer import metrics_export as export
+
+    try:
+        if args.action == "serve":
+            address = export.check_listen(
+                args.listen or config.metrics.listen, allow_public=args.allow_public
+            )
+            export.serve(config, address, _stop_on_signals())
             return 0
-        time.sleep(args.watch)
-        print("\033[2J\033[H", end="")
+        target = args.path or config.metrics.textfile
+        if not target:
+            print("embuffer metrics textfile: give a PATH or set [metrics] textfile",
+                  file=sys.stderr)
+            return 2
+        export.check_textfile(Path(target))
+        if args.once:
+            export.write_textfile(Path(target), export.registry_for(config, process=False))
+            return 0
+        export.textfile_loop(config, Path(target), args.interval, _stop_on_signals())
+        return 0
+    except (export.ExportSetupError, OSError) as error:
+        print(f"embuffer metrics: {error}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def cmd_verify(config: Config, args: argparse.Namespace) -> int:
@@ -276,6 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_argument("session", help="Leginon session name")
     session.add_argument("--off", action="store_true", help="remove the keep mark")
     session.set_defaults(handler=cmd_session)
+
+    metrics = commands.add_parser("metrics", help="Prometheus metrics from the journal")
+    metrics.add_argument("action", choices=["serve", "textfile"])
+    metrics.add_argument("path", nargs="?", help="textfile: the .prom file to write")
+    metrics.add_argument("--listen", help="serve: HOST:PORT (default [metrics] listen)")
+    metrics.add_argument("--allow-public", action="store_true",
+                         help="serve: allow a non-loopback listen address")
+    metrics.add_argument("--interval", type=float, default=15.0, metavar="SECONDS",
+                         help="textfile: rewrite period (default 15)")
+    metrics.add_argument("--once", action="store_true", help="textfile: write once and exit")
+    metrics.set_defaults(handler=cmd_metrics)
     return parser
 
 
@@ -288,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        config = load_config(args.config, check_paths=args.command != "status")
+        config = load_config(args.config, check_paths=args.command not in ("status", "metrics"))
     except ConfigError as error:
         print(f"{error.path}: {len(error.problems)} problem(s):", file=sys.stderr)
         for problem in error.problems:

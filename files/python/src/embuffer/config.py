@@ -54,6 +54,12 @@ class PurgeConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = "127.0.0.1:9814"  # `embuffer metrics serve`; loopback unless --allow-public
+    textfile: str = ""  # `embuffer metrics textfile` default target (node_exporter *.prom)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     buffer_root: Path
@@ -64,6 +70,7 @@ class Config:
     cameras: tuple[CameraConfig, ...]
     archive: ArchiveConfig = field(default_factory=ArchiveConfig)
     purge: PurgeConfig = field(default_factory=PurgeConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # A file mode applied to every movie and folder embuffer creates (group-readable so the
     # facility group and Appion can read frames; never world-writable).
     file_mode: int = 0o664
@@ -103,7 +110,11 @@ _PURGE_KEYS: _Spec = {
     "high_watermark_percent": ((int, float), False, 85),
     "low_watermark_percent": ((int, float), False, 75),
 }
-_TOP_LEVEL = {"buffer", "database", "camera", "archive", "purge"}
+_METRICS_KEYS: _Spec = {
+    "listen": ((str,), False, "127.0.0.1:9814"),
+    "textfile": ((str,), False, ""),
+}
+_TOP_LEVEL = {"buffer", "database", "camera", "archive", "purge", "metrics"}
 
 
 def _type_name(types: tuple[type, ...]) -> str:
@@ -201,6 +212,7 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH, *, check_paths: bool = True) -
     database = _read_table(raw.get("database", {}), _DATABASE_KEYS, "database", problems)
     archive = _read_table(raw.get("archive", {}), _ARCHIVE_KEYS, "archive", problems)
     purge = _read_table(raw.get("purge", {}), _PURGE_KEYS, "purge", problems)
+    metrics = _read_table(raw.get("metrics", {}), _METRICS_KEYS, "metrics", problems)
 
     camera_tables = raw.get("camera", [])
     if not isinstance(camera_tables, list):
@@ -289,4 +301,5 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH, *, check_paths: bool = True) -
             high_watermark_percent=float(high),
             low_watermark_percent=float(low),
         ),
+        metrics=MetricsConfig(listen=metrics["listen"], textfile=metrics["textfile"]),
     )

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS movies (
 );
 CREATE INDEX IF NOT EXISTS movies_active ON movies(camera, source_path, state);
 CREATE INDEX IF NOT EXISTS movies_state ON movies(state);
+CREATE INDEX IF NOT EXISTS movies_camera_state ON movies(camera, state);
 CREATE INDEX IF NOT EXISTS movies_rel ON movies(rel_path);
 CREATE INDEX IF NOT EXISTS movies_archive ON movies(primary_verified_at, state);
 CREATE INDEX IF NOT EXISTS movies_purge ON movies(state, COALESCE(verified_at, first_seen), id);
@@ -81,6 +82,7 @@ CREATE TABLE IF NOT EXISTS events (
   detail TEXT
 );
 CREATE INDEX IF NOT EXISTS events_action_at ON events(action, at);
+CREATE INDEX IF NOT EXISTS events_action_camera_at ON events(action, camera, at);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS session_flags (session_name TEXT PRIMARY KEY, keep INTEGER NOT NULL);
 """

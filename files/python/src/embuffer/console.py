@@ -1,0 +1,221 @@
+"""`embuffer status` for the person at the console: one screen of rich tables.
+
+The numbers are the ones status.collect computes (the same ones `--json` prints). On a
+terminal they are drawn as tables (and `--watch` redraws in place); piped or captured, the
+plain text of status.render is printed instead, so logs and greps keep their lines.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from embuffer.config import Config
+from embuffer.journal import Journal
+from embuffer.status import Status, collect, render
+
+ERROR_ACTIONS = ("error", "db_error", "verify_failed", "archive_error", "reference_error")
+RECENT_ERRORS = 5
+HOURS_TO_FULL_WARNING = 12.0
+
+
+@dataclass(frozen=True)
+class RecentError:
+    at: float
+    camera: str
+    action: str
+    detail: str
+
+
+def recent_errors(journal: Journal, limit: int = RECENT_ERRORS) -> list[RecentError]:
+    """The newest error events (each action read through the events_action_at index)."""
+    found: list[RecentError] = []
+    for action in ERROR_ACTIONS:
+        for at, camera, detail in journal.db.execute(
+            "SELECT at, COALESCE(camera, ''), COALESCE(detail, '') FROM events "
+            "WHERE action = ? ORDER BY at DESC LIMIT ?",
+            (action, limit),
+        ):
+            found.append(RecentError(float(at), str(camera), action, str(detail)))
+    found.sort(key=lambda error: error.at, reverse=True)
+    return found[:limit]
+
+
+def ago(at: float | None, now: float) -> str:
+    if at is None:
+        return "never"
+    seconds = max(0.0, now - at)
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def size(nbytes: float) -> str:
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    value, index = float(nbytes), 0
+    while abs(value) >= 1024 and index < len(units) - 1:
+        value /= 1024
+        index += 1
+    return f"{int(value)} B" if index == 0 else f"{value:.1f} {units[index]}"
+
+
+def _clock(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at or 0))
+
+
+def camera_table(status: Status, now: float) -> Table:
+    table = Table(title="Cameras -> buffer", title_justify="left", expand=True)
+    for column in ("camera", "state", "last file", "rate", "in flight", "moved", "quarantined"):
+        table.add_column(column, justify="right" if column in ("rate", "in flight", "moved",
+                                                                "quarantined") else "left")
+    for camera in status.cameras:
+        if camera.last_error and (camera.last_error_at or 0) >= (camera.last_file_at or 0):
+            state = Text("failing", style="bold red")
+        elif camera.in_flight:
+            state = Text("copying", style="green")
+        else:
+            state = Text("idle", style="dim")
+        table.add_row(
+            f"{camera.host}\n[dim]{camera.folder}[/dim]",
+            state,
+            f"{camera.last_file or '-'}\n[dim]{ago(camera.last_file_at, now)}[/dim]",
+            f"{size(camera.bytes_per_second)}/s",
+            str(camera.in_flight),
+            str(camera.moved),
+            Text(str(camera.quarantined), style="yellow" if camera.quarantined else ""),
+        )
+    return table
+
+
+def archive_table(status: Status, now: float) -> Table:
+    table = Table(title="Buffer -> primary", title_justify="left", expand=True)
+    for column in ("primary", "state", "backlog", "oldest", "archived", "last archived"):
+        table.add_column(column)
+    archive = status.archive
+    if archive is None:
+        return table
+    if archive.paused:
+        state = Text(
+            f"archive paused: {archive.paused_reason} since {_clock(archive.paused_since)}",
+            style="bold yellow",
+        )
+    elif archive.last_error:
+        state = Text(f"retrying: {archive.last_error}", style="red")
+    else:
+        state = Text("running", style="green")
+    oldest = archive.oldest_backlog_age_seconds
+    table.add_row(
+        archive.primary or "(no primary configured)",
+        state,
+        f"{archive.backlog_files} files, {size(archive.backlog_bytes)}",
+        "-" if oldest is None else f"{oldest / 3600:.1f} h",
+        str(archive.archived),
+        ago(archive.last_archived_at, now),
+    )
+    return table
+
+
+def buffer_table(status: Status) -> Table:
+    table = Table(title="Buffer filesystem", title_justify="left", expand=True)
+    for column in ("root", "used", "intake", "forecast", "outage"):
+        table.add_column(column)
+    buffer = status.buffer
+    if buffer is None:
+        return table
+    if buffer.hours_until_full is None:
+        forecast = Text("no intake", style="dim")
+    else:
+        warn = buffer.hours_until_full < HOURS_TO_FULL_WARNING
+        forecast = Text(f"{buffer.hours_until_full:.1f} h until full",
+                        style="bold red" if warn else "")
+    outage = Text("-")
+    if buffer.outage:
+        outage = Text(
+            f"outage since {_clock(buffer.outage.get('start'))}: {buffer.outage.get('reason')} "
+            f"({buffer.outage.get('by')})",
+            style="bold yellow",
+        )
+    table.add_row(
+        buffer.root,
+        f"{buffer.used_percent:.1f} % of {size(buffer.total_bytes)}",
+        f"{size(buffer.intake_bytes_per_hour)}/h",
+        forecast,
+        outage,
+    )
+    return table
+
+
+def errors_table(errors: list[RecentError], now: float) -> Table:
+    table = Table(title="Recent errors", title_justify="left", expand=True)
+    for column in ("when", "camera", "what", "detail"):
+        table.add_column(column, overflow="fold")
+    for error in errors:
+        table.add_row(ago(error.at, now), error.camera or "-", error.action, error.detail)
+    if not errors:
+        table.add_row("-", "-", "none", "")
+    return table
+
+
+def screen(status: Status, errors: list[RecentError], now: float) -> RenderableType:
+    return Group(
+        camera_table(status, now),
+        archive_table(status, now),
+        buffer_table(status),
+        errors_table(errors, now),
+        Text(f"as of {_clock(now)}", style="dim"),
+    )
+
+
+def show_status(
+    config: Config,
+    journal: Journal,
+    *,
+    as_json: bool,
+    watch: float,
+    stop: threading.Event | None = None,
+    stream: TextIO | None = None,
+) -> int:
+    """Print the status once, or every `watch` seconds until `stop` is set (or Ctrl-C)."""
+    out = stream if stream is not None else sys.stdout
+    stop = stop if stop is not None else threading.Event()
+    console = Console(file=out)
+    fancy = console.is_terminal and not as_json
+
+    def once() -> None:
+        status = collect(config, journal)
+        if as_json:
+            print(json.dumps(status.as_dict(), indent=2, default=str), file=out, flush=True)
+        elif fancy:
+            console.print(screen(status, recent_errors(journal), time.time()))
+        else:
+            print(render(status), file=out, flush=True)
+
+    if not watch:
+        once()
+        return 0
+    try:
+        if fancy:
+            with Live(console=console, auto_refresh=False, screen=False) as live:
+                while True:
+                    status = collect(config, journal)
+                    live.update(screen(status, recent_errors(journal), time.time()),
+                                refresh=True)
+                    if stop.wait(watch):
+                        return 0
+        while True:
+            once()
+            if stop.wait(watch):
+                return 0
+    except KeyboardInterrupt:
+        return 0
