@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -76,10 +76,10 @@ class _Histogram:
     def __post_init__(self) -> None:
         self.counts = [0] * (len(self.bounds) + 1)  # the last slot is +Inf
 
-    def add(self, bucket_counts: Iterable[int], observations: int, total: float) -> None:
-        cumulative = list(bucket_counts) + [observations]
-        for index, value in enumerate(cumulative):
-            self.counts[index] += int(value)
+    def add(self, slot: int, observations: int, total: float) -> None:
+        """`observations` fell in bucket `slot` (len(bounds) for above the last bound)."""
+        for index in range(slot, len(self.counts)):
+            self.counts[index] += observations  # cumulative: every bucket from here up
         self.total += total
 
     def buckets(self) -> list[tuple[str, float]]:
@@ -131,15 +131,13 @@ class JournalCollector(Collector):
         low, high = self._totals.last_event_id, newest
         if high == low:
             return
-        camera = "COALESCE(e.camera, m.camera, '')"
-        joined = (
-            "FROM events e LEFT JOIN movies m ON m.id = e.movie_id WHERE e.id > ? AND e.id <= ?"
-        )
+        # the movie is looked up only for events written without a camera (adoptions)
+        camera = "COALESCE(e.camera, (SELECT m.camera FROM movies m WHERE m.id = e.movie_id), '')"
         actions = (*FLOW_ACTIONS, *FAILURE_ACTIONS)
         marks = ", ".join("?" for _ in actions)
         for action, name, count, nbytes, last_at in db.execute(
             f"SELECT e.action, {camera}, COUNT(*), COALESCE(SUM(e.bytes), 0), MAX(e.at) "
-            f"{joined} AND e.action IN ({marks}) GROUP BY 1, 2",
+            f"FROM events e WHERE e.id > ? AND e.id <= ? AND e.action IN ({marks}) GROUP BY 1, 2",
             (low, high, *actions),
         ):
             key = (action, name)
@@ -165,19 +163,22 @@ class JournalCollector(Collector):
         duration: str,
         window: tuple[int, int],
     ) -> None:
-        # camera clocks (mtime over CIFS) can run ahead of the buffer's: clamp at zero
-        value = f"MAX(0.0, {duration})"
-        columns = ", ".join(f"SUM(CASE WHEN {value} <= ? THEN 1 ELSE 0 END)" for _ in bounds)
+        # One CASE per row picks the bucket (it stops at the first bound that holds); the
+        # buckets are made cumulative here. Camera clocks (mtime over CIFS) can run ahead of
+        # the buffer's, hence the clamp at zero.
+        slot = " ".join(f"WHEN v <= ? THEN {index}" for index in range(len(bounds)))
         marks = ", ".join("?" for _ in actions)
         sql = (
-            f"SELECT COALESCE(e.camera, m.camera, ''), COUNT(*), TOTAL({value}), {columns} "
-            "FROM events e JOIN movies m ON m.id = e.movie_id "
-            f"WHERE e.id > ? AND e.id <= ? AND e.action IN ({marks}) AND ({duration}) IS NOT NULL "
-            "GROUP BY 1"
+            f"SELECT camera, CASE {slot} ELSE {len(bounds)} END, COUNT(*), TOTAL(v) FROM ("
+            f"  SELECT COALESCE(e.camera, m.camera, '') AS camera, MAX(0.0, {duration}) AS v"
+            "   FROM events e JOIN movies m ON m.id = e.movie_id"
+            f"  WHERE e.id > ? AND e.id <= ? AND e.action IN ({marks})"
+            f"  AND ({duration}) IS NOT NULL"
+            ") GROUP BY 1, 2"
         )
-        for row in db.execute(sql, (*bounds, *window, *actions)):
-            histogram = target.setdefault(str(row[0]), _Histogram(bounds))
-            histogram.add((int(v or 0) for v in row[3:]), int(row[1]), float(row[2]))
+        for camera, index, count, total in db.execute(sql, (*bounds, *window, *actions)):
+            histogram = target.setdefault(str(camera), _Histogram(bounds))
+            histogram.add(int(index), int(count), float(total))
 
     # ---- the scrape ----------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:

@@ -85,9 +85,11 @@ def registry_for(config: Config, *, process: bool) -> CollectorRegistry:
 
 def serve(config: Config, address: ListenAddress, stop: threading.Event) -> None:
     """Serve /metrics until `stop` is set."""
-    server, thread = start_http_server(
-        address.port, addr=address.host, registry=registry_for(config, process=True)
-    )
+    registry = registry_for(config, process=True)
+    # Fold the whole journal in before listening: on a large journal the first pass takes
+    # seconds, which must not make Prometheus's first scrape time out.
+    generate_latest(registry)
+    server, thread = start_http_server(address.port, addr=address.host, registry=registry)
     log.info("serving metrics of %s on http://%s/metrics", config.journal, address)
     try:
         while not stop.wait(1.0):
