@@ -75,11 +75,17 @@ class BufferHost:
         return self.root / "embuffer.toml"
 
     def write_config(self, camera_extra: str = "", extra: str = "", **camera: object) -> Path:
-        settings = {"check_days": 10, "grace_minutes": 20, "settle_seconds": 1,
-                    "unstructured_settle_seconds": 3, "poll_seconds": 0.2}
+        settings = {
+            "check_days": 10,
+            "grace_minutes": 20,
+            "settle_seconds": 1,
+            "unstructured_settle_seconds": 3,
+            "poll_seconds": 0.2,
+        }
         settings.update(camera)
         lines = "\n".join(f"{key} = {value!r}".replace("'", '"') for key, value in settings.items())
-        self.config_path.write_text(textwrap.dedent(f"""\
+        self.config_path.write_text(
+            textwrap.dedent(f"""\
             [buffer]
             root = "{self.buffer}"
             hostname = "{BUFFER_HOSTNAME}"
@@ -92,10 +98,16 @@ class BufferHost:
             [[camera]]
             host = "{CAMERA_HOST}"
             path = "{self.camera}"
-            """) + lines + "\n" + camera_extra + textwrap.dedent(f"""
+            """)
+            + lines
+            + "\n"
+            + camera_extra
+            + textwrap.dedent(f"""
             [archive]
             primary = "{self.primary}"
-            """) + extra)
+            """)
+            + extra
+        )
         return self.config_path
 
     def session(self, name: str = "26nov26a", user: str = "joe", **options: object) -> int:
@@ -115,11 +127,22 @@ def host(tmp_path: Path, mariadb: MariaDBServer) -> Iterator[BufferHost]:
     """A fresh buffer host with its own database, camera registered like Leginon does."""
     database = f"leginondb_{os.getpid()}_{next(_database_names)}"
     mariadb.create_leginondb(database)
-    connection = pymysql.connect(host="127.0.0.1", port=mariadb.port, user=TEST_USER,
-                                 password=TEST_PASSWORD, database=database, autocommit=True)
+    connection = pymysql.connect(
+        host="127.0.0.1",
+        port=mariadb.port,
+        user=TEST_USER,
+        password=TEST_PASSWORD,
+        database=database,
+        autocommit=True,
+    )
     buffer_host = BufferHost(tmp_path, mariadb, database, LeginonDB(connection))
-    for folder in (buffer_host.camera, buffer_host.buffer, buffer_host.quarantine,
-                   buffer_host.journal.parent, buffer_host.primary):
+    for folder in (
+        buffer_host.camera,
+        buffer_host.buffer,
+        buffer_host.quarantine,
+        buffer_host.journal.parent,
+        buffer_host.primary,
+    ):
         folder.mkdir(parents=True)
     mariadb.write_credentials(buffer_host.credentials, database)
     buffer_host.write_config()

@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from conftest import BufferHost
@@ -27,8 +26,13 @@ def run(host: BufferHost, *args: str) -> int:
     return main(["--config", str(host.config_path), *args])
 
 
-def ingest_sessions(host: BufferHost, registered: dict[str, int], sessions: int = 3,
-                    per_session: int = 3, frames: int = 4) -> dict[str, bytes]:
+def ingest_sessions(
+    host: BufferHost,
+    registered: dict[str, int],
+    sessions: int = 3,
+    per_session: int = 3,
+    frames: int = 4,
+) -> dict[str, bytes]:
     """Movies from several sessions (different owners), ingested for real.
     Returns {path relative to the buffer root: bytes}."""
     expected: dict[str, bytes] = {}
@@ -38,8 +42,11 @@ def ingest_sessions(host: BufferHost, registered: dict[str, int], sessions: int 
         session = host.session(name, user, uid=2000 + s, gid=3000 + s)
         for m in range(per_session):
             stem = f"2026112{s}_{m:06d}_00"
-            data = (mrc_bytes(128, 128, frames, seed=s * 100 + m) if m % 2 == 0
-                    else tiff_bytes(frames, 128, 128, seed=s * 100 + m))
+            data = (
+                mrc_bytes(128, 128, frames, seed=s * 100 + m)
+                if m % 2 == 0
+                else tiff_bytes(frames, 128, 128, seed=s * 100 + m)
+            )
             suffix = "mrc" if m % 2 == 0 else "tif"
             host.leginon.acquisition(session, camera, stem, f"{name}_{m:05d}en")
             path = host.camera / f"{stem}.{suffix}"
@@ -58,8 +65,9 @@ def journal(host: BufferHost) -> sqlite3.Connection:
 
 def age_movies(host: BufferHost, days: float, where: str = "1") -> None:
     with journal(host) as connection:
-        connection.execute(f"UPDATE movies SET verified_at = verified_at - ? WHERE {where}",
-                           (days * 86400,))
+        connection.execute(
+            f"UPDATE movies SET verified_at = verified_at - ? WHERE {where}", (days * 86400,)
+        )
 
 
 def test_archive_mirrors_sessions_with_layout_owners_and_modes(host, registered):
@@ -76,8 +84,9 @@ def test_archive_mirrors_sessions_with_layout_owners_and_modes(host, registered)
         assert stat.S_IMODE(copy.parent.stat().st_mode) == 0o2775
         assert copy.parent.stat().st_uid == 2000 + user
     with journal(host) as connection:
-        left = connection.execute("SELECT COUNT(*) FROM movies WHERE state = 'done' AND "
-                                  "primary_verified_at IS NULL").fetchone()[0]
+        left = connection.execute(
+            "SELECT COUNT(*) FROM movies WHERE state = 'done' AND primary_verified_at IS NULL"
+        ).fetchone()[0]
     assert left == 0
     assert run(host, "verify", "--primary", "26nov01a") == 0
 
@@ -101,8 +110,10 @@ def test_catch_up_after_downtime_and_adoption_of_unknown_files(host, registered)
 def small_primary(host: BufferHost):
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "embuffer-primary",
-                             str(host.primary)], capture_output=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "embuffer-primary", str(host.primary)],
+        capture_output=True,
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount tmpfs: {result.stderr.decode()}")
     yield host.primary
@@ -110,14 +121,20 @@ def small_primary(host: BufferHost):
 
 
 def test_primary_full_then_read_only_then_unreachable_is_never_counted_done(
-        host, registered, small_primary):
+    host, registered, small_primary
+):
     expected = ingest_sessions(host, registered, sessions=2, frames=16)  # 256 KiB each, 6 movies
     assert run(host, "archive", "--once") == 1
     with journal(host) as connection:
-        done = {row[0] for row in connection.execute(
-            "SELECT rel_path FROM movies WHERE primary_verified_at IS NOT NULL")}
+        done = {
+            row[0]
+            for row in connection.execute(
+                "SELECT rel_path FROM movies WHERE primary_verified_at IS NOT NULL"
+            )
+        }
         errors = connection.execute(
-            "SELECT COUNT(*) FROM events WHERE action = 'archive_error'").fetchone()[0]
+            "SELECT COUNT(*) FROM events WHERE action = 'archive_error'"
+        ).fetchone()[0]
     assert 0 < len(done) < len(expected) and errors >= 1
     for rel in done:
         assert (host.primary / rel).read_bytes() == expected[rel]
@@ -153,8 +170,11 @@ def test_pause_is_durable_and_honoured_by_the_running_service(host, registered, 
         assert run(host, "status") == 0
         assert "archive paused: primary storage maintenance since" in capsys.readouterr().out
         assert run(host, "archive", "resume") == 0
-        wait_for(lambda: all((host.primary / rel).exists() for rel in expected), timeout=20,
-                 what="the resumed archive to mirror the backlog")
+        wait_for(
+            lambda: all((host.primary / rel).exists() for rel in expected),
+            timeout=20,
+            what="the resumed archive to mirror the backlog",
+        )
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)
@@ -180,12 +200,14 @@ def test_compressed_mrc_legacy_mode_and_verify_primary_catches_edits(host, regis
 
 
 def test_purge_by_age_removes_only_verified_copies_and_dry_run_removes_nothing(
-        host, registered, capsys):
+    host, registered, capsys
+):
     expected = ingest_sessions(host, registered, sessions=3)
     assert run(host, "archive", "--once") == 0
     unverified = ingest_sessions(host, registered, sessions=1, per_session=2)  # not archived
-    unverified = {rel: data for rel, data in unverified.items() if "_00000en" in rel or
-                  "_00001en" in rel}
+    unverified = {
+        rel: data for rel, data in unverified.items() if "_00000en" in rel or "_00001en" in rel
+    }
     host.write_config(grace_minutes=0)
     quarantined = host.camera / "20261126_999999_00.mrc"
     orphan = mrc_bytes(8, 8, 1, seed=999)
@@ -208,8 +230,12 @@ def test_purge_by_age_removes_only_verified_copies_and_dry_run_removes_nothing(
         assert (host.primary / rel).exists()
     assert (host.quarantine / "k3-cam-01" / quarantined.name).read_bytes() == orphan
     with journal(host) as connection:
-        evidence = [json.loads(row[0]) for row in connection.execute(
-            "SELECT purge_evidence FROM movies WHERE state = 'purged'")]
+        evidence = [
+            json.loads(row[0])
+            for row in connection.execute(
+                "SELECT purge_evidence FROM movies WHERE state = 'purged'"
+            )
+        ]
     assert len(evidence) == 6 and all(e["primary_path"] and e["hash"] for e in evidence)
 
 
@@ -218,8 +244,8 @@ def test_purge_rechecks_primary_before_removing(host, registered, capsys):
     assert run(host, "archive", "--once") == 0
     age_movies(host, 20)
     rels = sorted(expected)
-    (host.primary / rels[0]).unlink()                       # primary copy lost
-    with open(host.primary / rels[1], "r+b") as stream:     # same size, other content
+    (host.primary / rels[0]).unlink()  # primary copy lost
+    with open(host.primary / rels[1], "r+b") as stream:  # same size, other content
         stream.seek(100)
         stream.write(b"\xde\xad")
     capsys.readouterr()
@@ -234,16 +260,20 @@ def test_purge_rechecks_primary_before_removing(host, registered, capsys):
 def small_buffer(host: BufferHost):
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "embuffer-buffer", str(host.buffer)],
-                   check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "embuffer-buffer", str(host.buffer)], check=True
+    )
     yield host.buffer
     subprocess.run(["umount", "-l", str(host.buffer)], check=False)
 
 
 def test_purge_by_watermark_frees_oldest_verified_and_says_when_it_cannot(
-        host, registered, small_buffer, capsys):
-    host.write_config(extra="[purge]\nretention_days = 30\nhigh_watermark_percent = 50\n"
-                            "low_watermark_percent = 30\n")
+    host, registered, small_buffer, capsys
+):
+    host.write_config(
+        extra="[purge]\nretention_days = 30\nhigh_watermark_percent = 50\n"
+        "low_watermark_percent = 30\n"
+    )
     # 6 movies of 512 KiB on a 4 MiB filesystem: about 78 % used
     expected = ingest_sessions(host, registered, sessions=3, per_session=2, frames=32)
     assert run(host, "archive", "--once") == 0
@@ -254,8 +284,9 @@ def test_purge_by_watermark_frees_oldest_verified_and_says_when_it_cannot(
     remaining = [rel for rel in expected if (host.buffer / rel).exists()]
     assert 0 < len(remaining) < len(expected)
     with journal(host) as connection:
-        order = [row[0] for row in connection.execute(
-            "SELECT state FROM movies ORDER BY verified_at")]
+        order = [
+            row[0] for row in connection.execute("SELECT state FROM movies ORDER BY verified_at")
+        ]
     assert order == sorted(order, key=lambda state: state != "purged")  # oldest went first
 
     more = ingest_sessions(host, registered, sessions=1, per_session=3, frames=32)  # unverified
@@ -276,7 +307,9 @@ def test_kill_9_during_archive_and_purge_keeps_every_movie_verified_somewhere(ho
         process = subprocess.Popen(
             [sys.executable, "-m", "embuffer.cli", "--config", str(host.config_path), command]
             + (["--once"] if command == "archive" else []),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(0.3, 1.0))
         process.send_signal(signal.SIGKILL)
         process.wait()

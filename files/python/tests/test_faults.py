@@ -25,7 +25,9 @@ pytestmark = pytest.mark.fault
 def start_daemon(host: BufferHost, command: str = "ingest") -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "embuffer.cli", "--config", str(host.config_path), command],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> None:
@@ -46,8 +48,14 @@ class Stream:
         self.expected: dict[str, tuple[str, bytes]] = {}  # camera name -> (buffer name, data)
         self.count = 0
 
-    def add(self, size_frames: int = 16, *, age: float = 30.0, kind: str = "mrc",
-            folder: Path | None = None) -> str:
+    def add(
+        self,
+        size_frames: int = 16,
+        *,
+        age: float = 30.0,
+        kind: str = "mrc",
+        folder: Path | None = None,
+    ) -> str:
         self.count += 1
         stem = f"20261126_{self.count:06d}_00"
         image = f"stream_{self.count:05d}en"
@@ -56,8 +64,9 @@ class Stream:
         else:
             data = tiff_bytes(size_frames, 512, 512, seed=self.count)
         name = f"{stem}.{kind if kind == 'mrc' else 'tif'}"
-        self.host.leginon.acquisition(self.registered["session"], self.registered["camera"],
-                                      stem, image)
+        self.host.leginon.acquisition(
+            self.registered["session"], self.registered["camera"], stem, image
+        )
         path = (folder or self.host.camera) / name
         path.write_bytes(data)
         os.utime(path, (time.time() - age, time.time() - age))
@@ -100,7 +109,8 @@ def test_kill_9_at_random_points_never_loses_or_truncates_a_movie(host, register
             # aim inside a copy: wait until one is running, then a little more
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and not any(
-                    p.name.endswith(PARTIAL_SUFFIX) for p in host.buffer.rglob("*")):
+                p.name.endswith(PARTIAL_SUFFIX) for p in host.buffer.rglob("*")
+            ):
                 time.sleep(0.002)
             time.sleep(rng.uniform(0.0, 0.02))
         daemon.send_signal(signal.SIGKILL)
@@ -124,7 +134,8 @@ def mid_flight(host: BufferHost) -> int:
         return int(partial)
     connection = sqlite3.connect(host.journal)
     (busy,) = connection.execute(
-        "SELECT COUNT(*) FROM movies WHERE state IN ('copying', 'copied', 'verified')").fetchone()
+        "SELECT COUNT(*) FROM movies WHERE state IN ('copying', 'copied', 'verified')"
+    ).fetchone()
     connection.close()
     return int(partial or busy > 0)
 
@@ -134,8 +145,12 @@ def test_sigterm_rolls_back_the_copy_in_flight(host, registered):
     for _ in range(6):
         stream.add(size_frames=200)  # 50 MB each
     daemon = start_daemon(host)
-    wait_for(lambda: any(p.name.endswith(PARTIAL_SUFFIX) or p.suffix == ".mrc"
-                         for p in host.buffer.rglob("*")), what="a copy to start")
+    wait_for(
+        lambda: any(
+            p.name.endswith(PARTIAL_SUFFIX) or p.suffix == ".mrc" for p in host.buffer.rglob("*")
+        ),
+        what="a copy to start",
+    )
     daemon.send_signal(signal.SIGTERM)
     assert daemon.wait(timeout=60) == 0
     stream.check_nothing_lost()
@@ -159,8 +174,10 @@ def small_buffer(host: BufferHost):
     """The buffer root on an 8 MiB tmpfs, to fill it for real."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "embuffer-test",
-                             str(host.buffer)], capture_output=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "embuffer-test", str(host.buffer)],
+        capture_output=True,
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount tmpfs: {result.stderr.decode()}")
     yield host.buffer
@@ -168,7 +185,8 @@ def small_buffer(host: BufferHost):
 
 
 def test_buffer_full_keeps_every_movie_on_the_camera_until_there_is_room(
-        host, registered, small_buffer):
+    host, registered, small_buffer
+):
     stream = Stream(host, registered)
     for _ in range(5):
         stream.add(size_frames=12)  # 3 MiB each: only two fit
@@ -193,8 +211,10 @@ def test_database_down_and_back(host, registered):
     daemon = start_daemon(host)
     try:
         stream.add(size_frames=4)
-        wait_for(lambda: not (host.camera / next(iter(stream.expected))).exists(),
-                 what="the first movie to be ingested")
+        wait_for(
+            lambda: not (host.camera / next(iter(stream.expected))).exists(),
+            what="the first movie to be ingested",
+        )
         # Leginon registered these images; their files reach the camera share while the
         # database is down
         staging = host.root / "staging"
@@ -208,8 +228,11 @@ def test_database_down_and_back(host, registered):
         assert all((host.camera / name).exists() for name in pending)
         assert not list(host.quarantine.rglob("*.mrc")), "quarantined while the DB was down"
         host.server.start()
-        wait_for(lambda: not any((host.camera / name).exists() for name in pending),
-                 timeout=90, what="ingest to resume after the database came back")
+        wait_for(
+            lambda: not any((host.camera / name).exists() for name in pending),
+            timeout=90,
+            what="ingest to resume after the database came back",
+        )
         stream.check_nothing_lost(final=True)
     finally:
         if host.server.process is None:
@@ -221,8 +244,10 @@ def test_database_down_and_back(host, registered):
 def test_slow_camera_writes_never_move_a_movie_before_it_is_whole(host, registered):
     host.write_config(settle_seconds=1)
     session, camera = registered["session"], registered["camera"]
-    movies = {"20261126_200000_00.mrc": mrc_bytes(256, 256, 30, seed=71),
-              "20261126_200001_00.tif": tiff_bytes(20, 256, 256, seed=72)}
+    movies = {
+        "20261126_200000_00.mrc": mrc_bytes(256, 256, 30, seed=71),
+        "20261126_200001_00.tif": tiff_bytes(20, 256, 256, seed=72),
+    }
     for name in movies:
         host.leginon.acquisition(session, camera, name.rsplit(".", 1)[0], "slow_" + name[16:17])
     finished: dict[str, float] = {}
@@ -247,8 +272,11 @@ def test_slow_camera_writes_never_move_a_movie_before_it_is_whole(host, register
             writer.start()
         for writer in writers:
             writer.join()
-        wait_for(lambda: not any((host.camera / n).exists() for n in movies), timeout=60,
-                 what="both slow movies to be ingested")
+        wait_for(
+            lambda: not any((host.camera / n).exists() for n in movies),
+            timeout=60,
+            what="both slow movies to be ingested",
+        )
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)
@@ -261,6 +289,7 @@ def test_slow_camera_writes_never_move_a_movie_before_it_is_whole(host, register
         assert landed.read_bytes() == data
         (started,) = connection.execute(
             "SELECT copy_started_at FROM movies WHERE source_path LIKE ? AND state = 'done'",
-            (f"%{name}",)).fetchone()
+            (f"%{name}",),
+        ).fetchone()
         assert started >= finished[name], f"{name} copy started before the camera finished"
     connection.close()

@@ -100,7 +100,8 @@ def test_sidecar_and_de_frames_folder_travel_whole(host, registered):
 
 
 def test_identical_existing_destination_frees_the_camera_but_different_one_quarantines(
-        host, registered):
+    host, registered
+):
     session, camera = registered["session"], registered["camera"]
     folder = host.buffer_folder()
     folder.mkdir(parents=True)
@@ -136,18 +137,21 @@ def test_unmatched_files_wait_for_the_grace_period_then_go_to_quarantine(host, r
     assert "no Leginon image has frames name '20261126_090000_00'" in row["reason"]
 
     # the database is fixed afterwards: retry places it under its Leginon name
-    host.leginon.acquisition(registered["session"], registered["camera"], "20261126_090000_00",
-                             "late_00001en")
+    host.leginon.acquisition(
+        registered["session"], registered["camera"], "20261126_090000_00", "late_00001en"
+    )
     assert main(["--config", str(host.config_path), "quarantine", "retry"]) == 0
     assert (host.buffer_folder() / "late_00001en.frames.tif").read_bytes() == data
     assert not (host.quarantine / CAMERA_HOST / "20261126_090000_00.tif").exists()
 
 
 def test_images_outside_check_days_or_of_another_camera_are_quarantined_with_the_reason(
-        host, registered):
+    host, registered
+):
     leginon, session = host.leginon, registered["session"]
-    leginon.acquisition(session, registered["camera"], "20261101_000000_00", "old_1",
-                        timestamp=hours_ago(24 * 20))
+    leginon.acquisition(
+        session, registered["camera"], "20261101_000000_00", "old_1", timestamp=hours_ago(24 * 20)
+    )
     other_camera = leginon.instrument("Falcon", "falcon-cam-02")
     leginon.acquisition(session, other_camera, "20261126_000000_00", "other_1")
     old = drop(host.camera / "20261101_000000_00.mrc", mrc_bytes(8, 8, 2, seed=12))
@@ -156,8 +160,10 @@ def test_images_outside_check_days_or_of_another_camera_are_quarantined_with_the
 
     assert ingest_once(host) == 0
 
-    reasons = {Path(row["source_path"]).name: row["reason"]
-               for row in journal_rows(host, "state = 'quarantined'")}
+    reasons = {
+        Path(row["source_path"]).name: row["reason"]
+        for row in journal_rows(host, "state = 'quarantined'")
+    }
     assert "older than check_days" in reasons["20261101_000000_00.mrc"]
     assert "belongs to camera host(s) falcon-cam-02" in reasons["20261126_000000_00.mrc"]
     assert (host.quarantine / CAMERA_HOST / "20261101_000000_00.mrc").read_bytes() == old
@@ -168,8 +174,9 @@ def test_images_outside_check_days_or_of_another_camera_are_quarantined_with_the
 def test_aligned_sum_sharing_the_frames_name_is_skipped(host, registered):
     session, camera = registered["session"], registered["camera"]
     host.leginon.acquisition(session, camera, "20261126_130000_00", "movie_1en")
-    host.leginon.acquisition(session, camera, "20261126_130000_00", "movie_1en-a",
-                             align_frames=True)
+    host.leginon.acquisition(
+        session, camera, "20261126_130000_00", "movie_1en-a", align_frames=True
+    )
     data = drop(host.camera / "20261126_130000_00.tif", tiff_bytes(3, 16, 16, seed=14))
     assert ingest_once(host) == 0
     assert (host.buffer_folder() / "movie_1en.frames.tif").read_bytes() == data
@@ -177,8 +184,9 @@ def test_aligned_sum_sharing_the_frames_name_is_skipped(host, registered):
 
 
 def test_incomplete_movie_is_never_moved(host, registered):
-    host.leginon.acquisition(registered["session"], registered["camera"], "20261126_140000_00",
-                             "partial_1")
+    host.leginon.acquisition(
+        registered["session"], registered["camera"], "20261126_140000_00", "partial_1"
+    )
     full = mrc_bytes(64, 64, 10, seed=15)
     drop(host.camera / "20261126_140000_00.mrc", full[: len(full) // 2], age_seconds=600)
     assert ingest_once(host) == 0
@@ -215,11 +223,11 @@ def test_hostile_names_and_symlinks_are_handled_without_harm(host, registered):
 
 
 def test_wrong_camera_host_deletes_nothing(host, registered):
-    host.leginon.acquisition(registered["session"], registered["camera"], "20261126_160000_00",
-                             "right_1")
+    host.leginon.acquisition(
+        registered["session"], registered["camera"], "20261126_160000_00", "right_1"
+    )
     data = drop(host.camera / "20261126_160000_00.mrc", mrc_bytes(8, 8, 2, seed=30))
-    config = host.config_path.read_text().replace(f'host = "{CAMERA_HOST}"',
-                                                  'host = "typo-cam"')
+    config = host.config_path.read_text().replace(f'host = "{CAMERA_HOST}"', 'host = "typo-cam"')
     host.config_path.write_text(config)
     assert ingest_once(host) == 0
     assert (host.camera / "20261126_160000_00.mrc").read_bytes() == data
@@ -242,8 +250,9 @@ def test_append_full_head_mode_and_disabled_buffer_host(host):
 
     # outage: the host row disabled -> still to the buffer, but nothing registered for Appion
     leginon.buffer_host(camera, "buffer-01", str(host.buffer), disabled=True)
-    session2 = leginon.session("22oct25b", str(host.root / "common/leginon/22oct25b/rawdata"),
-                               uid=1234, gid=5678)
+    session2 = leginon.session(
+        "22oct25b", str(host.root / "common/leginon/22oct25b/rawdata"), uid=1234, gid=5678
+    )
     leginon.acquisition(session2, camera, "20261126_170001_00", "head_2")
     drop(host.camera / "20261126_170001_00.mrc", mrc_bytes(8, 8, 2, seed=32))
     assert ingest_once(host) == 0
@@ -269,26 +278,40 @@ def test_references_are_written_next_to_the_frames(host, registered):
     write_mrc(host.image_path() / "dark_1.mrc", dark, Ownership())
     norm_id = leginon.image("NormImageData", session, ref_camera, "norm_1")
     dark_id = leginon.image("DarkImageData", session, ref_camera, "dark_1")
-    plan_id = leginon.corrector_plan(session, ref_camera, bad_rows=[5], bad_cols=[1, 2],
-                                     bad_pixels=[(3, 4)])
-    leginon.acquisition(session, camera, "20261126_180000_00", "ref_movie", norm_id=norm_id,
-                        dark_id=dark_id, plan_id=plan_id, flip=True, rotate=1, nframes=20)
+    plan_id = leginon.corrector_plan(
+        session, ref_camera, bad_rows=[5], bad_cols=[1, 2], bad_pixels=[(3, 4)]
+    )
+    leginon.acquisition(
+        session,
+        camera,
+        "20261126_180000_00",
+        "ref_movie",
+        norm_id=norm_id,
+        dark_id=dark_id,
+        plan_id=plan_id,
+        flip=True,
+        rotate=1,
+        nframes=20,
+    )
     drop(host.camera / "20261126_180000_00.tif", tiff_bytes(2, 8, 8, seed=40))
     assert ingest_once(host) == 0
     references = host.buffer_folder() / "references"
     assert (references / "norm_1.mrc").exists()
-    assert numpy.array_equal(read_mrc(references / "norm_1_mod.mrc"),
-                             numpy.rot90(numpy.flipud(norm), 3))
+    assert numpy.array_equal(
+        read_mrc(references / "norm_1_mod.mrc"), numpy.rot90(numpy.flipud(norm), 3)
+    )
     assert numpy.allclose(read_mrc(references / "dark_1_mod.mrc"), 2.0)
-    assert (references / f"defect_plan{plan_id:04d}.txt").read_text().startswith(
-        "bad_cols: [1, 2]")
+    assert (references / f"defect_plan{plan_id:04d}.txt").read_text().startswith("bad_cols: [1, 2]")
     line = (references / "reference_list.txt").read_text().splitlines()
-    assert line == [f"ref_movie\t1\t1\t20\tnorm_1_mod.mrc\tdark_1_mod.mrc\tdefect_plan{plan_id:04d}.txt"]
+    assert line == [
+        f"ref_movie\t1\t1\t20\tnorm_1_mod.mrc\tdark_1_mod.mrc\tdefect_plan{plan_id:04d}.txt"
+    ]
 
 
 def test_status_and_verify_report_truthfully(host, registered, capsys):
-    host.leginon.acquisition(registered["session"], registered["camera"], "20261126_190000_00",
-                             "v_1")
+    host.leginon.acquisition(
+        registered["session"], registered["camera"], "20261126_190000_00", "v_1"
+    )
     drop(host.camera / "20261126_190000_00.mrc", mrc_bytes(16, 16, 4, seed=50))
     assert ingest_once(host) == 0
     capsys.readouterr()
@@ -307,8 +330,9 @@ def test_status_and_verify_report_truthfully(host, registered, capsys):
 
 
 def test_bad_config_never_starts_ingest(host, capsys):
-    host.config_path.write_text(host.config_path.read_text().replace("check_days = 10",
-                                                                     'check_days = "ten"\nspeed = 3'))
+    host.config_path.write_text(
+        host.config_path.read_text().replace("check_days = 10", 'check_days = "ten"\nspeed = 3')
+    )
     host.credentials.chmod(0o644)
     assert main(["--config", str(host.config_path), "ingest", "--once"]) == 78
     errors = capsys.readouterr().err

@@ -128,6 +128,8 @@ def run(host: BufferHost, *args: str) -> int:
 def test_endpoint_counts_movies_and_histograms_as_they_flow(host, registered):
     exporter, url = start_exporter(host, free_port())
     try:
+        assert scrape(url).value("embuffer_up") == 0  # no service has created the journal yet
+        assert run(host, "status", "--json") == 0  # opens (creates) the journal
         before = scrape(url)
         assert before.value("embuffer_up") == 1
         assert before.value("embuffer_ingested_movies_total", camera=CAMERA_HOST) == 0

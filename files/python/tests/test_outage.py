@@ -20,19 +20,40 @@ def run_json(host: BufferHost, capsys, *args: str) -> dict:
 
 def test_outage_start_end_and_report(host, registered, capsys):
     location = str(host.root / "outage-images")
-    first = run_json(host, capsys, "outage", "start", "--reason", "NFS firmware update",
-                     "--by", "alice", "--location", location)
+    first = run_json(
+        host,
+        capsys,
+        "outage",
+        "start",
+        "--reason",
+        "NFS firmware update",
+        "--by",
+        "alice",
+        "--location",
+        location,
+    )
     assert first["changed"] and first["outage"]["by"] == "alice"
-    again = run_json(host, capsys, "outage", "start", "--reason", "NFS firmware update",
-                     "--by", "alice", "--location", location)
+    again = run_json(
+        host,
+        capsys,
+        "outage",
+        "start",
+        "--reason",
+        "NFS firmware update",
+        "--by",
+        "alice",
+        "--location",
+        location,
+    )
     assert not again["changed"]
     assert again["outage"]["start"] == first["outage"]["start"]
 
     # during the outage: a new session whose images live in the outage location, and movies
     outage_session = host.leginon.session("26nov27a", f"{location}/26nov27a/rawdata")
     host.session("26nov26z", uid=10, gid=10)  # an ordinary session: not in the report
-    host.leginon.acquisition(registered["session"], registered["camera"], "20261127_000001_00",
-                             "during_1")
+    host.leginon.acquisition(
+        registered["session"], registered["camera"], "20261127_000001_00", "during_1"
+    )
     path = host.camera / "20261127_000001_00.mrc"
     path.write_bytes(mrc_bytes(16, 16, 2, seed=1))
     os.utime(path, (time.time() - 60, time.time() - 60))

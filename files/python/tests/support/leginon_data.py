@@ -23,7 +23,9 @@ class LeginonDB:
         columns = ", ".join(f"`{name}`" for name in values)
         marks = ", ".join(["%s"] * len(values))
         with self.connection.cursor() as cursor:
-            cursor.execute(f"INSERT INTO `{table}` ({columns}) VALUES ({marks})", list(values.values()))
+            cursor.execute(
+                f"INSERT INTO `{table}` ({columns}) VALUES ({marks})", list(values.values())
+            )
             return int(cursor.lastrowid)
 
     def instrument(self, name: str, hostname: str) -> int:
@@ -40,7 +42,13 @@ class LeginonDB:
     ) -> int:
         return self._insert(
             "SessionData",
-            {"name": name, "image path": image_path, "frame path": frame_path, "uid": uid, "gid": gid},
+            {
+                "name": name,
+                "image path": image_path,
+                "frame path": frame_path,
+                "uid": uid,
+                "gid": gid,
+            },
         )
 
     def buffer_host(
