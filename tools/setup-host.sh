@@ -18,9 +18,16 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   apt-get update -qq
-  # policy-rc.d keeps the packaged services (mariadb, prometheus) from starting on this host
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+  # A policy-rc.d keeps the packaged services (mariadb, prometheus) from starting on this
+  # host: the tests run their own private instances. Ours is removed again afterwards.
+  own_policy=false
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    own_policy=true
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if $own_policy; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
