@@ -293,3 +293,23 @@ def test_slow_camera_writes_never_move_a_movie_before_it_is_whole(host, register
         ).fetchone()
         assert started >= finished[name], f"{name} copy started before the camera finished"
     connection.close()
+
+
+def test_abandoned_incomplete_movie_goes_to_quarantine_whole(host, registered):
+    """A camera program that died mid-movie leaves a truncated file: after the grace period it
+    is quarantined as it is (never deleted, never named as a Leginon image)."""
+    host.write_config(grace_minutes=0, unstructured_settle_seconds=2)
+    host.leginon.acquisition(registered["session"], registered["camera"], "20261126_dead_00",
+                             "dead_1")
+    truncated = mrc_bytes(64, 64, 8, seed=5)[:20000]
+    path = host.camera / "20261126_dead_00.mrc"
+    path.write_bytes(truncated)
+    os.utime(path, (time.time() - 600, time.time() - 600))
+    daemon = start_daemon(host)
+    try:
+        wait_for(lambda: not path.exists(), timeout=30, what="the truncated movie to be moved")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+    assert (host.quarantine / "k3-cam-01" / path.name).read_bytes() == truncated
+    assert not list(host.buffer.rglob("dead_1*"))

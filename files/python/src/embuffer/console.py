@@ -206,7 +206,8 @@ def show_status(
         return 0
     try:
         if fancy:
-            with Live(console=console, auto_refresh=False, screen=False) as live:
+            # the alternate screen, like top: refreshes in place and leaves no scrollback behind
+            with Live(console=console, auto_refresh=False, screen=True) as live:
                 while True:
                     status = collect(config, journal)
                     live.update(screen(status, recent_errors(journal), time.time()),

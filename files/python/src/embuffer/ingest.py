@@ -34,7 +34,7 @@ from embuffer.matching import (
 )
 from embuffer.quarantine import quarantine_movie, quarantined
 from embuffer.references import ReferenceWriter
-from embuffer.scan import Candidate, SettleTracker, list_candidates, sidecar_for
+from embuffer.scan import Candidate, SettleTracker, Watch, list_candidates, sidecar_for
 from embuffer.transfer import Pending, Transfer, VerificationFailed
 from embuffer.verified_copy import CopyAborted, Ownership, SourceChanged
 
@@ -141,10 +141,13 @@ class CameraIngest:
             watch = self.tracker.observe(candidate)
             if watch is None:
                 continue
-            if not self.tracker.is_settled(watch, first_sight_ok=first_sight_ok):
-                result.waiting += 1
-                continue
             try:
+                if not self.tracker.is_settled(watch, first_sight_ok=first_sight_ok):
+                    if self._abandoned(watch):
+                        self._quarantine_incomplete(candidate, watch)
+                        self.tracker.forget(candidate.name)
+                    result.waiting += 1
+                    continue
                 if self.handle(candidate, watch.first_seen_wall):
                     result.handled += 1
                     self.tracker.forget(candidate.name)
@@ -247,6 +250,24 @@ class CameraIngest:
         return True
 
     # ---- decisions -----------------------------------------------------------------------
+    def _abandoned(self, watch: Watch) -> bool:
+        """A file whose structure says incomplete but that nobody has written to for the
+        grace period (a camera program that crashed mid-movie): it would sit on the camera
+        share for ever, so it goes to quarantine, whole as it is, with the reason."""
+        unchanged = time.time() - watch.snapshot.mtime_ns / 1e9
+        limit = max(self.camera.grace_minutes * 60, self.camera.unstructured_settle_seconds)
+        return unchanged >= limit and time.monotonic() - watch.stable_since >= min(limit, 60)
+
+    def _quarantine_incomplete(self, candidate: Candidate, watch: Watch) -> None:
+        source = str(candidate.path)
+        movie = self.journal.active_movie_for_source(self.camera.host, source)
+        movie_id = movie.id if movie else self.journal.insert_movie(
+            camera=self.camera.host, source_path=source, state=j.SEEN,
+            kind="dir" if candidate.is_dir else "file", first_seen=watch.first_seen_wall,
+            closed_at=watch.snapshot.mtime_ns / 1e9)
+        reason = (f"incomplete and unchanged for {self.camera.grace_minutes:g} min: "
+                  f"{self.tracker.waiting_reason(watch)}")
+        quarantine_movie(self.config, self.journal, self.transfer, movie_id, reason)
     def _unmatched(self, movie_id: int, candidate: Candidate, key: str) -> bool:
         movie = self.journal.movie(movie_id)
         waited = time.time() - movie.first_seen
