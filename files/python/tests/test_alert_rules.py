@@ -13,18 +13,22 @@ import yaml
 RULES_DIR = Path(__file__).resolve().parents[3] / "files" / "prometheus"
 RULES = RULES_DIR / "embuffer.rules.yml"
 RULE_TESTS = RULES_DIR / "embuffer.rules.test.yml"
-PROMTOOL = shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").exists()
-                                        else None)
+PROMTOOL = shutil.which("promtool") or (
+    "/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None
+)
 
 
 def promtool(*args: str, cwd: Path = RULES_DIR) -> subprocess.CompletedProcess[str]:
     if PROMTOOL is None:
-        reason = ("promtool not found on PATH or at /usr/bin/promtool; install Debian's "
-                  "'prometheus' package (tools/setup-host.sh does)")
+        reason = (
+            "promtool not found on PATH or at /usr/bin/promtool; install Debian's "
+            "'prometheus' package (tools/setup-host.sh does)"
+        )
         print(reason)
         pytest.skip(reason)
-    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def alerts() -> dict[str, dict[str, object]]:
@@ -46,9 +50,14 @@ def test_promtool_test_rules_passes():
 
 def test_the_issue_alerts_exist_with_severity_and_operator_text():
     wanted = {
-        "EmbufferIngestStalled", "EmbufferArchiveBacklogGrowing", "EmbufferBufferAboveWatermark",
-        "EmbufferBufferFullSoon", "EmbufferVerificationFailure", "EmbufferQuarantineGrowing",
-        "EmbufferMetricsDown", "EmbufferServiceDown",
+        "EmbufferIngestStalled",
+        "EmbufferArchiveBacklogGrowing",
+        "EmbufferBufferAboveWatermark",
+        "EmbufferBufferFullSoon",
+        "EmbufferVerificationFailure",
+        "EmbufferQuarantineGrowing",
+        "EmbufferMetricsDown",
+        "EmbufferServiceDown",
     }
     rules = alerts()
     assert wanted <= set(rules)
@@ -85,8 +94,9 @@ def test_the_rule_tests_catch_a_broken_rule(tmp_path, alert, broken):
     end = len(text) if end < 0 else end
     block = text[start:end]
     assert broken[0] in block
-    (tmp_path / RULES.name).write_text(text[:start] + block.replace(broken[0], broken[1])
-                                       + text[end:])
+    (tmp_path / RULES.name).write_text(
+        text[:start] + block.replace(broken[0], broken[1]) + text[end:]
+    )
     shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
     result = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path)
     assert result.returncode != 0

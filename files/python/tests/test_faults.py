@@ -299,8 +299,9 @@ def test_abandoned_incomplete_movie_goes_to_quarantine_whole(host, registered):
     """A camera program that died mid-movie leaves a truncated file: after the grace period it
     is quarantined as it is (never deleted, never named as a Leginon image)."""
     host.write_config(grace_minutes=0, unstructured_settle_seconds=2)
-    host.leginon.acquisition(registered["session"], registered["camera"], "20261126_dead_00",
-                             "dead_1")
+    host.leginon.acquisition(
+        registered["session"], registered["camera"], "20261126_dead_00", "dead_1"
+    )
     truncated = mrc_bytes(64, 64, 8, seed=5)[:20000]
     path = host.camera / "20261126_dead_00.mrc"
     path.write_bytes(truncated)

@@ -28,7 +28,7 @@ from rich.console import Console
 from support.movies import mrc_bytes, tiff_bytes
 from test_faults import start_daemon, wait_for
 
-from embuffer import metrics
+from embuffer import metrics, metrics_host
 from embuffer.cli import main
 from embuffer.config import load_config
 from embuffer.console import recent_errors, screen, show_status
@@ -64,8 +64,12 @@ class Scrape:
         return {name for name, _ in self.samples}
 
     def counters(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return {key: value for key, value in self.samples.items() if key[0].startswith(
-            "embuffer_") and key[0].endswith(("_total", "_bucket", "_count", "_sum"))}
+        return {
+            key: value
+            for key, value in self.samples.items()
+            if key[0].startswith("embuffer_")
+            and key[0].endswith(("_total", "_bucket", "_count", "_sum"))
+        }
 
 
 def free_port() -> int:
@@ -82,9 +86,20 @@ def scrape(url: str) -> Scrape:
 
 def start_exporter(host: BufferHost, port: int) -> tuple[subprocess.Popen[bytes], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "embuffer.cli", "--config", str(host.config_path), "metrics",
-         "serve", "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "embuffer.cli",
+            "--config",
+            str(host.config_path),
+            "metrics",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}/metrics"
 
     def answers() -> bool:
@@ -104,16 +119,18 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     assert process.wait(timeout=30) == 0
 
 
-def drop_movies(host: BufferHost, registered: dict[str, int], count: int, age: float,
-                first: int = 0) -> dict[str, bytes]:
+def drop_movies(
+    host: BufferHost, registered: dict[str, int], count: int, age: float, first: int = 0
+) -> dict[str, bytes]:
     """Movies registered in leginondb and closed `age` seconds ago on the camera share."""
     dropped: dict[str, bytes] = {}
     for index in range(first, first + count):
         stem = f"20261126_13{index:04d}_00"
         data = mrc_bytes(64, 64, 4, seed=index) if index % 2 else tiff_bytes(4, 64, 64, seed=index)
         name = f"{stem}.{'mrc' if index % 2 else 'tif'}"
-        host.leginon.acquisition(registered["session"], registered["camera"], stem,
-                                 f"26nov26a_{index:05d}en")
+        host.leginon.acquisition(
+            registered["session"], registered["camera"], stem, f"26nov26a_{index:05d}en"
+        )
         path = host.camera / name
         path.write_bytes(data)
         os.utime(path, (time.time() - age, time.time() - age))
@@ -142,8 +159,7 @@ def test_endpoint_counts_movies_and_histograms_as_they_flow(host, registered):
         total = sum(len(data) for data in movies.values())
         waiting = scrape(url)
         assert waiting.value("embuffer_camera_settled_files", camera=CAMERA_HOST) == 3
-        assert waiting.value("embuffer_camera_oldest_settled_age_seconds",
-                             camera=CAMERA_HOST) >= 90
+        assert waiting.value("embuffer_camera_oldest_settled_age_seconds", camera=CAMERA_HOST) >= 90
 
         started = time.time()
         assert run(host, "ingest", "--once") == 0
@@ -159,10 +175,15 @@ def test_endpoint_counts_movies_and_histograms_as_they_flow(host, registered):
         assert ingested.value(f"{latency}_sum", camera=CAMERA_HOST) >= 3 * 90
         assert ingested.value("embuffer_archive_backlog_files", camera=CAMERA_HOST) == 3
         assert ingested.value("embuffer_archive_backlog_bytes", camera=CAMERA_HOST) == total
-        assert started <= ingested.value("embuffer_last_ingest_timestamp_seconds",
-                                         camera=CAMERA_HOST) <= time.time()
-        assert all(ingested.value("embuffer_in_flight_movies", camera=CAMERA_HOST, state=s) == 0
-                   for s in ("seen", "matched", "copying", "copied", "verified"))
+        assert (
+            started
+            <= ingested.value("embuffer_last_ingest_timestamp_seconds", camera=CAMERA_HOST)
+            <= time.time()
+        )
+        assert all(
+            ingested.value("embuffer_in_flight_movies", camera=CAMERA_HOST, state=s) == 0
+            for s in ("seen", "matched", "copying", "copied", "verified")
+        )
         assert ingested.value("embuffer_buffer_intake_bytes_per_hour") == total / 6
         assert 0 < ingested.value("embuffer_buffer_hours_until_full") < float("inf")
 
@@ -179,8 +200,9 @@ def test_endpoint_counts_movies_and_histograms_as_they_flow(host, registered):
         assert archived.bucket(to_primary, "60") == 0 and archived.bucket(to_primary, "600") == 3
         assert archived.value("embuffer_archive_backlog_files", camera=CAMERA_HOST) == 0
         assert archived.value("embuffer_archive_backlog_oldest_age_seconds") == 0
-        assert archived.value("embuffer_last_archive_timestamp_seconds",
-                              camera=CAMERA_HOST) >= started
+        assert (
+            archived.value("embuffer_last_archive_timestamp_seconds", camera=CAMERA_HOST) >= started
+        )
 
         with sqlite3.connect(host.journal) as connection:  # retention (14 days) has passed
             connection.execute("UPDATE movies SET verified_at = verified_at - 20 * 86400")
@@ -207,9 +229,21 @@ def test_textfile_follows_a_running_ingest_service_atomically(host, registered):
     textfile = host.root / "textfile" / "embuffer.prom"
     textfile.parent.mkdir()
     writer = subprocess.Popen(
-        [sys.executable, "-m", "embuffer.cli", "--config", str(host.config_path), "metrics",
-         "textfile", str(textfile), "--interval", "0.3"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "embuffer.cli",
+            "--config",
+            str(host.config_path),
+            "metrics",
+            "textfile",
+            str(textfile),
+            "--interval",
+            "0.3",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     ingest = start_daemon(host, "ingest")
 
     def current() -> Scrape:
@@ -219,22 +253,33 @@ def test_textfile_follows_a_running_ingest_service_atomically(host, registered):
         return current().samples.get((name, tuple(sorted(labels.items())))) == value
 
     try:
-        wait_for(lambda: shows("embuffer_service_running", 1, service="ingest"), timeout=30,
-                 what="the textfile to show the ingest service running")
+        wait_for(
+            lambda: shows("embuffer_service_running", 1, service="ingest"),
+            timeout=30,
+            what="the textfile to show the ingest service running",
+        )
         assert stat.S_IMODE(textfile.stat().st_mode) == 0o644
         movies = drop_movies(host, registered, count=2, age=5)
         orphan = host.camera / "20261126_235959_00.mrc"
         orphan.write_bytes(mrc_bytes(16, 16, 2, seed=77))
-        wait_for(lambda: shows("embuffer_ingested_movies_total", 2, camera=CAMERA_HOST),
-                 timeout=60, what="two ingested movies in the textfile")
-        wait_for(lambda: shows("embuffer_quarantine_movies", 1, camera=CAMERA_HOST),
-                 timeout=60, what="the orphan in quarantine")
+        wait_for(
+            lambda: shows("embuffer_ingested_movies_total", 2, camera=CAMERA_HOST),
+            timeout=60,
+            what="two ingested movies in the textfile",
+        )
+        wait_for(
+            lambda: shows("embuffer_quarantine_movies", 1, camera=CAMERA_HOST),
+            timeout=60,
+            what="the orphan in quarantine",
+        )
         seen = current()
         assert seen.value("embuffer_ingested_bytes_total", camera=CAMERA_HOST) == sum(
-            len(data) for data in movies.values())
+            len(data) for data in movies.values()
+        )
         assert seen.value("embuffer_quarantined_movies_total", camera=CAMERA_HOST) == 1
         assert seen.value("embuffer_quarantine_bytes", camera=CAMERA_HOST) == len(
-            (host.quarantine / CAMERA_HOST / orphan.name).read_bytes())
+            (host.quarantine / CAMERA_HOST / orphan.name).read_bytes()
+        )
         assert seen.value("embuffer_detection_latency_seconds_count", camera=CAMERA_HOST) == 3
         assert time.time() - seen.value("embuffer_collect_timestamp_seconds") < 30
         # only the finished file (renamed into place) is left: no temporaries next to it
@@ -293,19 +338,22 @@ def write_minimal_config(tmp_path: Path, extra: str = "") -> Path:
     for folder in ("camera", "buffer", "quarantine", "state"):
         (tmp_path / folder).mkdir(exist_ok=True)
     path = tmp_path / "embuffer.toml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         [buffer]
-        root = "{tmp_path / 'buffer'}"
-        quarantine = "{tmp_path / 'quarantine'}"
-        journal = "{tmp_path / 'state' / 'journal.sqlite'}"
+        root = "{tmp_path / "buffer"}"
+        quarantine = "{tmp_path / "quarantine"}"
+        journal = "{tmp_path / "state" / "journal.sqlite"}"
 
         [database]
-        credentials = "{tmp_path / 'missing.cnf'}"
+        credentials = "{tmp_path / "missing.cnf"}"
 
         [[camera]]
         host = "cam"
-        path = "{tmp_path / 'camera'}"
-        """) + extra)
+        path = "{tmp_path / "camera"}"
+        """)
+        + extra
+    )
     return path
 
 
@@ -313,8 +361,15 @@ def add_movie(journal: Journal, closed: float, camera: str = "cam", size: int = 
     """A movie ingested `closed`+5 s after its camera close, as ingest records it."""
     with journal.transaction():
         movie_id = journal.insert_movie(
-            camera=camera, state="done", size=size, first_seen=closed, closed_at=closed,
-            copy_started_at=closed + 5, verified_at=closed + 6, target="buffer")
+            camera=camera,
+            state="done",
+            size=size,
+            first_seen=closed,
+            closed_at=closed,
+            copy_started_at=closed + 5,
+            verified_at=closed + 6,
+            target="buffer",
+        )
         journal.event("ingested", movie_id=movie_id, camera=camera, nbytes=size)
     return movie_id
 
@@ -345,8 +400,11 @@ def test_incremental_scrapes_equal_a_fresh_count_and_read_only_new_events(tmp_pa
 
     folds: list[int] = []
     original = metrics.JournalCollector._fold_histogram
-    monkeypatch.setattr(metrics.JournalCollector, "_fold_histogram", staticmethod(
-        lambda *args: (folds.append(1), original(*args))[1]))
+    monkeypatch.setattr(
+        metrics.JournalCollector,
+        "_fold_histogram",
+        staticmethod(lambda *args: (folds.append(1), original(*args))[1]),
+    )
     assert collect_once(collector).counters() == first.counters()
     assert folds == [], "a scrape without new events must not aggregate events again"
 
@@ -367,6 +425,29 @@ def test_incremental_scrapes_equal_a_fresh_count_and_read_only_new_events(tmp_pa
     assert second.counters() == collect_once(metrics.JournalCollector(config)).counters()
 
 
+def test_a_scrape_that_fails_halfway_counts_nothing_twice(tmp_path, monkeypatch):
+    config = load_config(write_minimal_config(tmp_path), check_paths=False)
+    journal = Journal(config.journal)
+    add_movie(journal, time.time() - 100)
+    collector = metrics.JournalCollector(config)
+    first = collect_once(collector)
+    add_movie(journal, time.time() - 50)
+    original = metrics.JournalCollector._fold_histogram
+
+    def locked(*args: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(metrics.JournalCollector, "_fold_histogram", staticmethod(locked))
+    failed = collect_once(collector)
+    assert failed.value("embuffer_up") == 0
+    assert failed.counters() == first.counters(), "last values kept, none half-added"
+    monkeypatch.setattr(metrics.JournalCollector, "_fold_histogram", staticmethod(original))
+    recovered = collect_once(collector)
+    assert recovered.value("embuffer_up") == 1
+    assert recovered.value("embuffer_ingested_movies_total", camera="cam") == 2
+    assert recovered.counters() == collect_once(metrics.JournalCollector(config)).counters()
+
+
 def test_scrape_of_a_large_journal_stays_cheap_after_the_first(tmp_path):
     config = load_config(write_minimal_config(tmp_path), check_paths=False)
     journal = Journal(config.journal)
@@ -376,12 +457,24 @@ def test_scrape_of_a_large_journal_stays_cheap_after_the_first(tmp_path):
             "INSERT INTO movies (id, camera, state, size, first_seen, closed_at, copy_started_at,"
             " verified_at, primary_verified_at, target) VALUES (?, 'cam', ?, 10, ?, ?, ?, ?, ?,"
             " 'buffer')",
-            [(i, "done", now - 9e4, now - 9e4, now - 9e4 + 3, now - 9e4 + 4,
-              None if i % 1000 == 0 else now - 8e4) for i in range(1, count + 1)])
+            [
+                (
+                    i,
+                    "done",
+                    now - 9e4,
+                    now - 9e4,
+                    now - 9e4 + 3,
+                    now - 9e4 + 4,
+                    None if i % 1000 == 0 else now - 8e4,
+                )
+                for i in range(1, count + 1)
+            ],
+        )
         db.executemany(
             "INSERT INTO events (at, movie_id, camera, action, bytes) VALUES (?, ?, 'cam', ?, 10)",
             [(now - 9e4, i, "ingested") for i in range(1, count + 1)]
-            + [(now - 8e4, i, "archived") for i in range(1, count + 1) if i % 1000])
+            + [(now - 8e4, i, "archived") for i in range(1, count + 1) if i % 1000],
+        )
     collector = metrics.JournalCollector(config)
     began = time.monotonic()
     first = collect_once(collector)
@@ -399,14 +492,14 @@ def test_scrape_of_a_large_journal_stays_cheap_after_the_first(tmp_path):
 
 def test_service_running_follows_the_journal_lock(tmp_path):
     journal = tmp_path / "journal.sqlite"
-    running = metrics.service_locks(journal)
+    idle = {"ingest": False, "archive": False, "purge": False}
+    running = metrics_host.service_locks(journal)
     if running is None:
         pytest.skip("/proc/locks is not readable here")
-    assert running == {"ingest": False, "archive": False, "purge": False}
+    assert running == idle
     with ServiceLock(journal, "archive"):
-        assert metrics.service_locks(journal) == {"ingest": False, "archive": True,
-                                                  "purge": False}
-    assert metrics.service_locks(journal) == {"ingest": False, "archive": False, "purge": False}
+        assert metrics_host.service_locks(journal) == {**idle, "archive": True}
+    assert metrics_host.service_locks(journal) == idle
 
 
 def test_unreadable_journal_and_missing_camera_folder_are_reported(tmp_path):
@@ -416,6 +509,35 @@ def test_unreadable_journal_and_missing_camera_folder_are_reported(tmp_path):
     assert scraped.value("embuffer_up") == 0  # no journal yet
     assert scraped.value("embuffer_camera_folder_up", camera="cam") == 0
     assert scraped.value("embuffer_buffer_used_ratio") > 0
+
+
+def test_a_hung_camera_share_is_reported_down_without_blocking_the_scrape(tmp_path, monkeypatch):
+    config = load_config(write_minimal_config(tmp_path), check_paths=False)
+    release, listings = threading.Event(), []
+
+    def hung(folder: Path, now: float) -> tuple[int, float]:
+        listings.append(folder)
+        release.wait(30)  # a CIFS share whose server went away
+        return 0, 0.0
+
+    monkeypatch.setattr(metrics_host, "settled_candidates", hung)
+    monkeypatch.setattr(metrics_host, "FOLDER_PROBE_TIMEOUT_SECONDS", 0.2)
+    collector = metrics.JournalCollector(config)
+    began = time.monotonic()
+    first, second = collect_once(collector), collect_once(collector)
+    assert time.monotonic() - began < 5
+    assert first.value("embuffer_camera_folder_up", camera="cam") == 0
+    assert second.value("embuffer_camera_folder_up", camera="cam") == 0
+    assert len(listings) == 1, "a stuck listing is not piled up with more"
+    release.set()
+    wait_for(
+        lambda: (
+            collect_once(collector).samples.get(("embuffer_camera_folder_up", (("camera", "cam"),)))
+            == 1
+        ),
+        timeout=10,
+        what="the share to be reported up once the listing returns",
+    )
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:9814", "[::]:9814", ":9814"])
@@ -438,14 +560,26 @@ def test_metrics_listen_and_textfile_come_from_the_config(tmp_path, capsys):
     target = tmp_path / "out" / "embuffer.prom"
     target.parent.mkdir()
     config = write_minimal_config(
-        tmp_path, f'\n[metrics]\nlisten = "127.0.0.1:9999"\ntextfile = "{target}"\n')
+        tmp_path, f'\n[metrics]\nlisten = "127.0.0.1:9999"\ntextfile = "{target}"\n'
+    )
     assert load_config(config, check_paths=False).metrics.listen == "127.0.0.1:9999"
     assert main(["--config", str(config), "metrics", "textfile", "--once"]) == 0
     assert Scrape(target.read_text()).value("embuffer_up") == 0
-    assert main(["--config", str(config), "metrics", "textfile",
-                 str(tmp_path / "embuffer.txt"), "--once"]) == 78
+    assert (
+        main(
+            [
+                "--config",
+                str(config),
+                "metrics",
+                "textfile",
+                str(tmp_path / "embuffer.txt"),
+                "--once",
+            ]
+        )
+        == 78
+    )
     assert ".prom" in capsys.readouterr().err
-    bad = write_minimal_config(tmp_path, '\n[metrics]\nlisten = 9814\nport = 1\n')
+    bad = write_minimal_config(tmp_path, "\n[metrics]\nlisten = 9814\nport = 1\n")
     assert main(["--config", str(bad), "status"]) == 78
     problems = capsys.readouterr().err
     assert "[metrics] 'listen' must be a string" in problems
@@ -486,13 +620,13 @@ def test_status_plain_when_piped_json_unchanged_and_watch_refreshes(tmp_path):
     assert status["cameras"][0]["moved"] == 1 and status["archive"]["paused"]
     assert status["archive"]["backlog_files"] == 1
     assert {"hours_until_full", "intake_bytes_per_hour", "used_percent", "outage"} <= set(
-        status["buffer"])
+        status["buffer"]
+    )
 
     watched = io.StringIO()
     halt = threading.Event()
     threading.Timer(0.5, halt.set).start()
-    assert show_status(config, journal, as_json=False, watch=0.1, stop=halt,
-                       stream=watched) == 0
+    assert show_status(config, journal, as_json=False, watch=0.1, stop=halt, stream=watched) == 0
     assert watched.getvalue().count("archive paused: drill since") >= 2
 
 

@@ -202,6 +202,8 @@ class Archiver:
                 if self.stop.is_set() or self.paused() or finisher.failed.is_set():
                     clean = False
                     break
+                if self.primary_path_for(movie) in finisher.targets:
+                    finisher.drain()  # two journal rows for one buffer file: one at a time
                 try:
                     pending = self.start(movie)
                     if pending is not None:
@@ -332,11 +334,17 @@ class _Finisher:
         self.queue: queue.Queue[tuple[Movie, Path] | None] = queue.Queue(maxsize=2)
         self.failed = threading.Event()
         self.conflicts = 0
+        self.targets: set[Path] = set()  # submitted and not finished yet
         self.thread = threading.Thread(target=self._run, name="archive-finisher", daemon=True)
         self.thread.start()
 
     def submit(self, pending: tuple[Movie, Path]) -> None:
+        self.targets.add(pending[1])
         self.queue.put(pending)
+
+    def drain(self) -> None:
+        """Wait until everything submitted so far is finished."""
+        self.queue.join()
 
     def close(self) -> None:
         self.queue.put(None)
@@ -344,20 +352,27 @@ class _Finisher:
 
     def _run(self) -> None:
         while (item := self.queue.get()) is not None:
-            movie, target = item
-            if self.failed.is_set():
-                remove_tree_quietly(partial_path(target))
-                continue
             try:
-                with contextlib.suppress(DestinationExists):
-                    finish_partial(target)
-                self.archiver.verify_and_record(movie, target)
-            except ConflictOnPrimary as error:
-                self.conflicts += 1
-                self.archiver.record_error(movie, error, backoff=False)
-            except OSError as error:
-                self.failed.set()
-                self.archiver.record_error(movie, error)
+                self._finish(*item)
+            finally:
+                self.targets.discard(item[1])
+                self.queue.task_done()
+        self.queue.task_done()
+
+    def _finish(self, movie: Movie, target: Path) -> None:
+        if self.failed.is_set():
+            remove_tree_quietly(partial_path(target))
+            return
+        try:
+            with contextlib.suppress(DestinationExists):
+                finish_partial(target)
+            self.archiver.verify_and_record(movie, target)
+        except ConflictOnPrimary as error:
+            self.conflicts += 1
+            self.archiver.record_error(movie, error, backoff=False)
+        except OSError as error:
+            self.failed.set()
+            self.archiver.record_error(movie, error)
 
 
 def _either(first: threading.Event, second: threading.Event) -> threading.Event:

@@ -109,8 +109,9 @@ def cmd_metrics(config: Config, args: argparse.Namespace) -> int:
             return 0
         target = args.path or config.metrics.textfile
         if not target:
-            print("embuffer metrics textfile: give a PATH or set [metrics] textfile",
-                  file=sys.stderr)
+            print(
+                "embuffer metrics textfile: give a PATH or set [metrics] textfile", file=sys.stderr
+            )
             return 2
         export.check_textfile(Path(target))
         if args.once:
@@ -296,10 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("action", choices=["serve", "textfile"])
     metrics.add_argument("path", nargs="?", help="textfile: the .prom file to write")
     metrics.add_argument("--listen", help="serve: HOST:PORT (default [metrics] listen)")
-    metrics.add_argument("--allow-public", action="store_true",
-                         help="serve: allow a non-loopback listen address")
-    metrics.add_argument("--interval", type=float, default=15.0, metavar="SECONDS",
-                         help="textfile: rewrite period (default 15)")
+    metrics.add_argument(
+        "--allow-public", action="store_true", help="serve: allow a non-loopback listen address"
+    )
+    metrics.add_argument(
+        "--interval",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="textfile: rewrite period (default 15)",
+    )
     metrics.add_argument("--once", action="store_true", help="textfile: write once and exit")
     metrics.set_defaults(handler=cmd_metrics)
     return parser

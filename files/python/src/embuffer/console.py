@@ -77,8 +77,10 @@ def _clock(at: float | None) -> str:
 def camera_table(status: Status, now: float) -> Table:
     table = Table(title="Cameras -> buffer", title_justify="left", expand=True)
     for column in ("camera", "state", "last file", "rate", "in flight", "moved", "quarantined"):
-        table.add_column(column, justify="right" if column in ("rate", "in flight", "moved",
-                                                                "quarantined") else "left")
+        table.add_column(
+            column,
+            justify="right" if column in ("rate", "in flight", "moved", "quarantined") else "left",
+        )
     for camera in status.cameras:
         if camera.last_error and (camera.last_error_at or 0) >= (camera.last_file_at or 0):
             state = Text("failing", style="bold red")
@@ -137,8 +139,9 @@ def buffer_table(status: Status) -> Table:
         forecast = Text("no intake", style="dim")
     else:
         warn = buffer.hours_until_full < HOURS_TO_FULL_WARNING
-        forecast = Text(f"{buffer.hours_until_full:.1f} h until full",
-                        style="bold red" if warn else "")
+        forecast = Text(
+            f"{buffer.hours_until_full:.1f} h until full", style="bold red" if warn else ""
+        )
     outage = Text("-")
     if buffer.outage:
         outage = Text(
@@ -210,8 +213,7 @@ def show_status(
             with Live(console=console, auto_refresh=False, screen=True) as live:
                 while True:
                     status = collect(config, journal)
-                    live.update(screen(status, recent_errors(journal), time.time()),
-                                refresh=True)
+                    live.update(screen(status, recent_errors(journal), time.time()), refresh=True)
                     if stop.wait(watch):
                         return 0
         while True:

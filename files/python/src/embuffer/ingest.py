@@ -261,13 +261,24 @@ class CameraIngest:
     def _quarantine_incomplete(self, candidate: Candidate, watch: Watch) -> None:
         source = str(candidate.path)
         movie = self.journal.active_movie_for_source(self.camera.host, source)
-        movie_id = movie.id if movie else self.journal.insert_movie(
-            camera=self.camera.host, source_path=source, state=j.SEEN,
-            kind="dir" if candidate.is_dir else "file", first_seen=watch.first_seen_wall,
-            closed_at=watch.snapshot.mtime_ns / 1e9)
-        reason = (f"incomplete and unchanged for {self.camera.grace_minutes:g} min: "
-                  f"{self.tracker.waiting_reason(watch)}")
+        movie_id = (
+            movie.id
+            if movie
+            else self.journal.insert_movie(
+                camera=self.camera.host,
+                source_path=source,
+                state=j.SEEN,
+                kind="dir" if candidate.is_dir else "file",
+                first_seen=watch.first_seen_wall,
+                closed_at=watch.snapshot.mtime_ns / 1e9,
+            )
+        )
+        reason = (
+            f"incomplete and unchanged for {self.camera.grace_minutes:g} min: "
+            f"{self.tracker.waiting_reason(watch)}"
+        )
         quarantine_movie(self.config, self.journal, self.transfer, movie_id, reason)
+
     def _unmatched(self, movie_id: int, candidate: Candidate, key: str) -> bool:
         movie = self.journal.movie(movie_id)
         waited = time.time() - movie.first_seen

@@ -10,19 +10,16 @@ come from indexed queries on `movies` (state index, archive index) and from the 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
-import os
 import shutil
 import sqlite3
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from prometheus_client.core import (
@@ -36,19 +33,25 @@ from prometheus_client.registry import Collector
 from embuffer import __version__
 from embuffer import journal as j
 from embuffer.config import Config
-from embuffer.scan import is_candidate_name
+from embuffer.metrics_host import FolderProbe, host_families
 from embuffer.status import FORECAST_WINDOW_SECONDS
 
 # Camera close -> copy start: seconds normally, minutes when ingest lags or waits for Leginon.
 DETECTION_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 # Camera close -> verified on primary: minutes normally, days across a primary outage.
 TIME_TO_PRIMARY_BUCKETS = (
-    60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0, 259200.0, 604800.0,
+    60.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    43200.0,
+    86400.0,
+    259200.0,
+    604800.0,
 )
-# A camera file untouched this long is settled for the "ingest stalled" alert (ingest itself
-# settles in seconds; a minute leaves room for slow writers without hiding a stall).
-SETTLED_AGE_SECONDS = 60.0
-FOLDER_PROBE_TIMEOUT_SECONDS = 2.0
 # event action -> metric stem for the per-camera movie and byte counters
 FLOW_ACTIONS = {
     "ingested": "ingested",
@@ -64,7 +67,6 @@ FAILURE_ACTIONS = {
     "error": ("embuffer_ingest_errors", "Ingest attempts that failed (file stays on camera)"),
     "archive_error": ("embuffer_archive_errors", "Archive attempts that failed"),
 }
-SERVICES = ("ingest", "archive", "purge")
 
 
 @dataclass
@@ -110,8 +112,7 @@ class JournalCollector(Collector):
         self.config = config
         self._lock = threading.Lock()
         self._totals = _Totals()
-        self._probes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="metrics-folder")
-        self._pending_probe: dict[str, Future[tuple[int, float]]] = {}
+        self._folders = FolderProbe()
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # metric names depend on the journal; registries must not pre-collect
@@ -125,12 +126,14 @@ class JournalCollector(Collector):
         return connection
 
     def _fold_events(self, db: sqlite3.Connection) -> None:
+        """Fold events newer than the last scrape into the totals, all or nothing: a query
+        that fails halfway must not leave counts that the next scrape would add again."""
         newest = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
-        if newest < self._totals.last_event_id:
-            self._totals = _Totals()  # a different (restored or recreated) journal: start over
-        low, high = self._totals.last_event_id, newest
-        if high == low:
+        if newest == self._totals.last_event_id:
             return
+        # a journal with fewer events is a different (restored or recreated) one: start over
+        totals = copy.deepcopy(self._totals) if newest > self._totals.last_event_id else _Totals()
+        low, high = totals.last_event_id, newest
         # the movie is looked up only for events written without a camera (adoptions)
         camera = "COALESCE(e.camera, (SELECT m.camera FROM movies m WHERE m.id = e.movie_id), '')"
         actions = (*FLOW_ACTIONS, *FAILURE_ACTIONS)
@@ -141,18 +144,27 @@ class JournalCollector(Collector):
             (low, high, *actions),
         ):
             key = (action, name)
-            self._totals.movies[key] += int(count)
-            self._totals.nbytes[key] += int(nbytes)
-            self._totals.last_at[key] = max(float(last_at), self._totals.last_at.get(key, 0.0))
+            totals.movies[key] += int(count)
+            totals.nbytes[key] += int(nbytes)
+            totals.last_at[key] = max(float(last_at), totals.last_at.get(key, 0.0))
         self._fold_histogram(
-            db, self._totals.detection, DETECTION_BUCKETS, ("ingested", "quarantined"),
-            "m.copy_started_at - m.closed_at", (low, high),
+            db,
+            totals.detection,
+            DETECTION_BUCKETS,
+            ("ingested", "quarantined"),
+            "m.copy_started_at - m.closed_at",
+            (low, high),
         )
         self._fold_histogram(
-            db, self._totals.to_primary, TIME_TO_PRIMARY_BUCKETS, ("archived",),
-            "m.primary_verified_at - COALESCE(m.closed_at, m.verified_at)", (low, high),
+            db,
+            totals.to_primary,
+            TIME_TO_PRIMARY_BUCKETS,
+            ("archived",),
+            "m.primary_verified_at - COALESCE(m.closed_at, m.verified_at)",
+            (low, high),
         )
-        self._totals.last_event_id = high
+        totals.last_event_id = high
+        self._totals = totals
 
     @staticmethod
     def _fold_histogram(
@@ -197,10 +209,10 @@ class JournalCollector(Collector):
                     db.execute("COMMIT")
                 finally:
                     db.close()
-                families.extend(self._event_families())
             except sqlite3.Error:
-                up = 0.0
-            families.extend(self._host_gauges())
+                up = 0.0  # the counters below keep their last values: no false reset
+            families.extend(self._event_families())
+            families.extend(host_families(self.config, self._folders))
         yield from families
         yield _gauge("embuffer_up", "1 when the journal could be read for this scrape", up)
         info = GaugeMetricFamily(
@@ -208,10 +220,12 @@ class JournalCollector(Collector):
         )
         info.add_metric([__version__], 1.0)
         yield info
-        yield _gauge("embuffer_collect_timestamp_seconds", "When these metrics were computed",
-                     started)
-        yield _gauge("embuffer_collect_duration_seconds", "Time this scrape took",
-                     time.time() - started)
+        yield _gauge(
+            "embuffer_collect_timestamp_seconds", "When these metrics were computed", started
+        )
+        yield _gauge(
+            "embuffer_collect_duration_seconds", "Time this scrape took", time.time() - started
+        )
 
     def _cameras(self) -> list[str]:
         names = {c.host for c in self.config.cameras}
@@ -249,18 +263,27 @@ class JournalCollector(Collector):
                     last.add_metric([camera], totals.last_at[(action, camera)])
             yield last
         for name, text, histograms, bounds in (
-            ("embuffer_detection_latency_seconds", "Camera's last write to copy start",
-             totals.detection, DETECTION_BUCKETS),
-            ("embuffer_time_to_primary_seconds", "Camera's last write to verified on primary",
-             totals.to_primary, TIME_TO_PRIMARY_BUCKETS),
+            (
+                "embuffer_detection_latency_seconds",
+                "Camera's last write to copy start",
+                totals.detection,
+                DETECTION_BUCKETS,
+            ),
+            (
+                "embuffer_time_to_primary_seconds",
+                "Camera's last write to verified on primary",
+                totals.to_primary,
+                TIME_TO_PRIMARY_BUCKETS,
+            ),
         ):
             family = HistogramMetricFamily(name, text, labels=["camera"])
             for camera in cameras:
                 histogram = histograms.get(camera) or _Histogram(bounds)
                 family.add_metric([camera], histogram.buckets(), histogram.total)
             yield family
-        yield _gauge("embuffer_journal_last_event_id", "Newest journal event folded in",
-                     totals.last_event_id)
+        yield _gauge(
+            "embuffer_journal_last_event_id", "Newest journal event folded in", totals.last_event_id
+        )
 
     def _journal_gauges(self, db: sqlite3.Connection, now: float) -> Iterator[Metric]:
         cameras = self._cameras()
@@ -272,7 +295,8 @@ class JournalCollector(Collector):
         ):
             flight[(camera, state)] = int(count)
         in_flight = GaugeMetricFamily(
-            "embuffer_in_flight_movies", "Movies between first sight and camera copy removal",
+            "embuffer_in_flight_movies",
+            "Movies between first sight and camera copy removal",
             labels=["camera", "state"],
         )
         for camera in sorted({*cameras, *(c for c, _ in flight)}):
@@ -281,11 +305,13 @@ class JournalCollector(Collector):
         yield in_flight
 
         backlog_files = GaugeMetricFamily(
-            "embuffer_archive_backlog_files", "Buffer movies not yet verified on primary",
+            "embuffer_archive_backlog_files",
+            "Buffer movies not yet verified on primary",
             labels=["camera"],
         )
         backlog_bytes = GaugeMetricFamily(
-            "embuffer_archive_backlog_bytes", "Bytes not yet verified on primary",
+            "embuffer_archive_backlog_bytes",
+            "Bytes not yet verified on primary",
             labels=["camera"],
         )
         oldest: float | None = None
@@ -333,19 +359,29 @@ class JournalCollector(Collector):
         yield quarantine_bytes
 
         settings = {
-            key: value for key, value in db.execute(
+            key: value
+            for key, value in db.execute(
                 "SELECT key, value FROM settings WHERE key IN ('archive_pause', 'outage')"
             )
         }
         pause = _json(settings.get("archive_pause"))
-        yield _gauge("embuffer_archive_paused", "1 while `embuffer archive pause` is in force",
-                     1.0 if pause else 0.0)
+        yield _gauge(
+            "embuffer_archive_paused",
+            "1 while `embuffer archive pause` is in force",
+            1.0 if pause else 0.0,
+        )
         if pause:
-            yield _gauge("embuffer_archive_paused_since_timestamp_seconds",
-                         "When the archive was paused", float(pause.get("since") or 0.0))
+            yield _gauge(
+                "embuffer_archive_paused_since_timestamp_seconds",
+                "When the archive was paused",
+                float(pause.get("since") or 0.0),
+            )
         outage = _json(settings.get("outage"))
-        yield _gauge("embuffer_outage_active", "1 while a primary-storage outage is declared",
-                     1.0 if outage and not outage.get("end") else 0.0)
+        yield _gauge(
+            "embuffer_outage_active",
+            "1 while a primary-storage outage is declared",
+            1.0 if outage and not outage.get("end") else 0.0,
+        )
 
         intake = db.execute(
             "SELECT COALESCE(SUM(bytes), 0) FROM events "
@@ -355,7 +391,8 @@ class JournalCollector(Collector):
         per_hour = float(intake) / (FORECAST_WINDOW_SECONDS / 3600.0)
         yield _gauge(
             "embuffer_buffer_intake_bytes_per_hour",
-            f"Mean intake over the last {FORECAST_WINDOW_SECONDS / 3600:.0f} h", per_hour,
+            f"Mean intake over the last {FORECAST_WINDOW_SECONDS / 3600:.0f} h",
+            per_hour,
         )
         try:
             free = float(shutil.disk_usage(self.config.buffer_root).free)
@@ -366,124 +403,6 @@ class JournalCollector(Collector):
             "Free space over the recent intake rate (+Inf: no intake)",
             free / per_hour if per_hour > 0 else math.inf,
         )
-
-    # ---- filesystem and processes ----------------------------------------------------------
-    def _host_gauges(self) -> Iterator[Metric]:
-        try:
-            usage = shutil.disk_usage(self.config.buffer_root)
-        except OSError:
-            usage = None
-        if usage is not None:
-            yield _gauge("embuffer_buffer_size_bytes", "Buffer filesystem size", usage.total)
-            yield _gauge("embuffer_buffer_used_bytes", "Buffer filesystem used", usage.used)
-            yield _gauge("embuffer_buffer_free_bytes", "Buffer filesystem free", usage.free)
-            yield _gauge(
-                "embuffer_buffer_used_ratio", "Buffer filesystem used / size (0..1)",
-                usage.used / usage.total if usage.total else 0.0,
-            )
-        yield _gauge(
-            "embuffer_buffer_high_watermark_ratio", "Purge high watermark (0..1)",
-            self.config.purge.high_watermark_percent / 100.0,
-        )
-        folder_up = GaugeMetricFamily(
-            "embuffer_camera_folder_up", "1 when the camera folder could be listed",
-            labels=["camera"],
-        )
-        settled = GaugeMetricFamily(
-            "embuffer_camera_settled_files",
-            f"Movie candidates on the camera folder untouched for {SETTLED_AGE_SECONDS:.0f} s",
-            labels=["camera"],
-        )
-        settled_age = GaugeMetricFamily(
-            "embuffer_camera_oldest_settled_age_seconds",
-            "Age of the oldest settled candidate on the camera folder (0: none)",
-            labels=["camera"],
-        )
-        for camera in self.config.cameras:
-            result = self._probe_folder(camera.host, camera.path)
-            folder_up.add_metric([camera.host], 0.0 if result is None else 1.0)
-            if result is not None:
-                settled.add_metric([camera.host], result[0])
-                settled_age.add_metric([camera.host], result[1])
-        yield folder_up
-        yield settled
-        yield settled_age
-        running = service_locks(self.config.journal)
-        if running is not None:
-            family = GaugeMetricFamily(
-                "embuffer_service_running",
-                "1 while the service holds its journal lock (purge runs from a timer)",
-                labels=["service"],
-            )
-            for service in SERVICES:
-                family.add_metric([service], 1.0 if running[service] else 0.0)
-            yield family
-
-    def _probe_folder(self, host: str, folder: Path) -> tuple[int, float] | None:
-        """(settled candidates, oldest age), or None when the folder cannot be listed in time.
-        A hung CIFS mount must not hang the scrape: the listing runs in a worker, and a camera
-        whose previous listing is still stuck is reported down without starting another."""
-        pending = self._pending_probe.get(host)
-        if pending is not None and not pending.done():
-            return None
-        future = self._probes.submit(settled_candidates, folder, time.time())
-        self._pending_probe[host] = future
-        try:
-            return future.result(timeout=FOLDER_PROBE_TIMEOUT_SECONDS)
-        except (FutureTimeout, OSError):
-            return None
-
-
-def settled_candidates(folder: Path, now: float) -> tuple[int, float]:
-    """Top-level movie candidates whose mtime is older than SETTLED_AGE_SECONDS (one scandir;
-    folders are judged by their own mtime, which is what the camera software touches)."""
-    count, oldest = 0, 0.0
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_symlink():
-                continue
-            is_dir = entry.is_dir(follow_symlinks=False)
-            if not is_dir and not entry.is_file(follow_symlinks=False):
-                continue
-            if not is_candidate_name(entry.name, is_dir):
-                continue
-            try:
-                age = now - entry.stat(follow_symlinks=False).st_mtime
-            except FileNotFoundError:
-                continue  # ingest moved it while we looked
-            if age >= SETTLED_AGE_SECONDS:
-                count += 1
-                oldest = max(oldest, age)
-    return count, oldest
-
-
-def service_locks(journal_path: Path) -> dict[str, bool] | None:
-    """Which services hold their flock on the journal, read from /proc/locks (never by taking
-    the lock, which could make a starting service fail). None when /proc/locks is unreadable."""
-    try:
-        held = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    keys: set[tuple[int, int, int]] = set()
-    for line in held.splitlines():
-        fields = line.split()
-        if len(fields) < 6 or fields[1] != "FLOCK":
-            continue  # POSIX/OFD locks and blocked waiters ("->") are not service locks
-        try:
-            major, minor, inode = fields[5].split(":")
-            keys.add((int(major, 16), int(minor, 16), int(inode)))
-        except ValueError:
-            continue
-    running: dict[str, bool] = {}
-    for service in SERVICES:
-        lock = journal_path.with_name(f"{journal_path.name}.{service}.lock")
-        try:
-            info = lock.stat()
-        except OSError:
-            running[service] = False
-            continue
-        running[service] = (os.major(info.st_dev), os.minor(info.st_dev), info.st_ino) in keys
-    return running
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:

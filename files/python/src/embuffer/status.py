@@ -94,9 +94,13 @@ def camera_status(journal: Journal, host: str, folder: str, now: float) -> Camer
     if last:
         status.last_file_at, status.last_file = last[0], last[1]
     # one indexed lookup per error kind: an IN list would make SQLite scan every event
-    errors = [journal.db.execute(
-        "SELECT at, detail FROM events WHERE action = ? AND camera = ? ORDER BY at DESC LIMIT 1",
-        (action, host)).fetchone() for action in ("error", "db_error", "verify_failed")]
+    errors = [
+        journal.db.execute(
+            "SELECT at, detail FROM events WHERE action = ? AND camera = ? ORDER BY at DESC LIMIT 1",
+            (action, host),
+        ).fetchone()
+        for action in ("error", "db_error", "verify_failed")
+    ]
     latest = max((row for row in errors if row), key=lambda row: row[0], default=None)
     if latest:
         status.last_error_at, status.last_error = latest[0], latest[1]
