@@ -96,7 +96,8 @@ def camera_status(journal: Journal, host: str, folder: str, now: float) -> Camer
     # one indexed lookup per error kind: an IN list would make SQLite scan every event
     errors = [
         journal.db.execute(
-            "SELECT at, detail FROM events WHERE action = ? AND camera = ? ORDER BY at DESC LIMIT 1",
+            "SELECT at, detail FROM events WHERE action = ? AND camera = ? "
+            "ORDER BY at DESC LIMIT 1",
             (action, host),
         ).fetchone()
         for action in ("error", "db_error", "verify_failed")
