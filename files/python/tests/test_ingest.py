@@ -347,3 +347,62 @@ def test_config_check_names_missing_folders(host, capsys, missing):
     target.rmdir()
     assert main(["--config", str(host.config_path), "config", "check"]) == 78
     assert f"'{target}' does not exist" in capsys.readouterr().err
+
+
+def test_once_shows_a_progress_bar_on_a_terminal_only(host, registered):
+    import pty
+    import subprocess
+    import sys
+
+    host.leginon.acquisition(
+        registered["session"], registered["camera"], "20261126_pty_00", "pty_1"
+    )
+    drop(host.camera / "20261126_pty_00.mrc", mrc_bytes(512, 512, 40, seed=60))
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "embuffer.cli",
+            "--config",
+            str(host.config_path),
+            "ingest",
+            "--once",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert process.wait(timeout=60) == 0
+    os.close(controller)
+    assert "━".encode() in seen  # rich's bar, drawn on the terminal
+    assert (host.buffer_folder() / "pty_1.frames.mrc").exists()
+    # off a terminal (the services, CI): log lines only
+    host.leginon.acquisition(
+        registered["session"], registered["camera"], "20261126_pty_01", "pty_2"
+    )
+    drop(host.camera / "20261126_pty_01.mrc", mrc_bytes(64, 64, 4, seed=61))
+    piped = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "embuffer.cli",
+            "--config",
+            str(host.config_path),
+            "ingest",
+            "--once",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    assert "━".encode() not in piped.stderr and b"ingested" in piped.stderr

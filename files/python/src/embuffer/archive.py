@@ -27,6 +27,7 @@ from embuffer.verified_copy import (
     CopyAborted,
     DestinationExists,
     Ownership,
+    Progress,
     copy_path,
     finish_partial,
     hash_path,
@@ -93,6 +94,7 @@ class Archiver:
         self.stop = stop
         self.backoff = Backoff(first=5.0, cap=300.0)
         self._interrupt = threading.Event()  # set by stop or by a pause seen mid-copy
+        self.progress: Progress | None = None  # bytes copied, for a progress bar
 
     # ---- service loop --------------------------------------------------------------------
     def run_forever(self) -> None:
@@ -255,7 +257,11 @@ class Archiver:
         self._interrupt.clear()
         try:
             write_partial(
-                Path(movie.dest_path), target, ownership, stop=_either(self.stop, self._interrupt)
+                Path(movie.dest_path),
+                target,
+                ownership,
+                stop=_either(self.stop, self._interrupt),
+                progress=self.progress,
             )
         except DestinationExists:
             self.verify_and_record(movie, target)
@@ -289,7 +295,7 @@ class Archiver:
             if self._compressed(movie):
                 copy_compressed(source, target, ownership, stop=interrupt)
             else:
-                copy_path(source, target, ownership, stop=interrupt)
+                copy_path(source, target, ownership, stop=interrupt, progress=self.progress)
         self.verify_and_record(movie, target)
 
     def verify_and_record(self, movie: Movie, target: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -66,16 +67,28 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
         journal = Journal(config.journal)
         workers = [CameraIngest(config, camera, journal, stop) for camera in config.cameras]
         if args.once:
+            from embuffer.progress import byte_progress
+            from embuffer.scan import list_candidates
+
+            waiting = 0
+            if sys.stderr.isatty():  # the bar's total: what waits on the camera shares
+                for worker in workers:
+                    with contextlib.suppress(OSError):
+                        for candidate in list_candidates(worker.camera.path, set()):
+                            if not candidate.is_dir:
+                                waiting += candidate.path.stat().st_size
             failed = False
-            for worker in workers:
-                result = worker.run_once()
-                log.info(
-                    "camera %s: %d handled, %d waiting",
-                    worker.camera.host,
-                    result.handled,
-                    result.waiting,
-                )
-                failed = failed or bool(result.errors)
+            with byte_progress("ingest", waiting) as advance:
+                for worker in workers:
+                    worker.transfer.progress = advance
+                    result = worker.run_once()
+                    log.info(
+                        "camera %s: %d handled, %d waiting",
+                        worker.camera.host,
+                        result.handled,
+                        result.waiting,
+                    )
+                    failed = failed or bool(result.errors)
             return EXIT_INCOMPLETE if failed else 0
         threads = [
             threading.Thread(target=worker.run_forever, name=f"ingest-{worker.camera.host}")
@@ -182,7 +195,13 @@ def cmd_archive(config: Config, args: argparse.Namespace) -> int:
     with ServiceLock(config.journal, "archive"):
         archiver = Archiver(config, journal, stop)
         if args.once:
-            return 0 if archiver.run_once() else EXIT_INCOMPLETE
+            from embuffer.archive import backlog
+            from embuffer.progress import byte_progress
+
+            pending = sum(int(movie.size or 0) for movie in backlog(journal))
+            with byte_progress("archive", pending) as advance:
+                archiver.progress = advance
+                return 0 if archiver.run_once() else EXIT_INCOMPLETE
         archiver.run_forever()
     return 0
 

@@ -24,6 +24,7 @@ from embuffer.verified_copy import (
     CopyResult,
     DestinationExists,
     Ownership,
+    Progress,
     copy_path,
     finish_partial,
     hash_path,
@@ -56,6 +57,7 @@ class Transfer:
 
     journal: Journal
     stop: threading.Event
+    progress: Progress | None = None  # bytes copied, for a progress bar on a terminal
 
     # ---- step 1: copy ----------------------------------------------------------------------
     def begin(
@@ -69,7 +71,7 @@ class Transfer:
         self._mark_copying(movie_id, dest, fields)
         make_folders(dest.parent, ownership)
         try:
-            result = write_partial(source, dest, ownership, stop=self.stop)
+            result = write_partial(source, dest, ownership, stop=self.stop, progress=self.progress)
         except DestinationExists:
             return self._adopt_existing(movie_id, source, dest)
         except BaseException:
@@ -107,7 +109,7 @@ class Transfer:
         self._mark_copying(movie_id, dest, fields)
         make_folders(dest.parent, ownership)
         try:
-            result = copy_path(source, dest, ownership, stop=self.stop)
+            result = copy_path(source, dest, ownership, stop=self.stop, progress=self.progress)
         except DestinationExists:
             return self._adopt_existing(movie_id, source, dest)
         except BaseException:
