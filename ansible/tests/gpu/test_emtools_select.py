@@ -187,7 +187,7 @@ def test_tar_gz_member_by_path_and_check_mode(tmp_path):
     args = {"archive": str(path), "sha256": hashlib.sha256(raw.getvalue()).hexdigest(), "format": "tar.gz",
             "member": "bin/ctffind", "dest_dir": str(dest)}
     checked = run_module(args, check_mode=True)
-    assert checked["changed"] is True and os.listdir(dest) == []
+    assert checked["changed"] is True and checked["present"] is False and os.listdir(dest) == []
     assert run_module(args)["path"] == str(dest / "ctffind")
     assert (dest / "ctffind").read_text() == "#!/bin/sh\necho bin/ctffind\n"
 

@@ -86,6 +86,10 @@ sha256:
   description: sha256 of the installed file.
   returned: success
   type: str
+present:
+  description: Whether the installed file is on disk (false in check mode when it would be written).
+  returned: always
+  type: bool
 command:
   description: The bin/<bin_name> link, when I(bin_name) is set.
   returned: when bin_name is set
@@ -248,7 +252,7 @@ def main():
             # The staging copy before this task did not happen in check mode either.
             guess = params["name"] or posixpath_basename(params["member"] or params["archive"])
             module.exit_json(changed=True, path=os.path.join(params["dest_dir"], guess), member=params["member"],
-                             sha256="", msg="artifact not staged yet (check mode)")
+                             sha256="", present=False, msg="artifact not staged yet (check mode)")
         module.fail_json(msg="artifact %s does not exist" % params["archive"])
     actual = sha256_file(params["archive"])
     if actual != expected:
@@ -290,7 +294,8 @@ def main():
     if not module.check_mode or os.path.exists(dest):
         file_args = module.load_file_common_arguments(params, path=dest)
         changed = module.set_fs_attributes_if_different(file_args, changed)
-    result = dict(path=dest, member=member, sha256=wanted,
+    # present: the selected build is on disk now (false only in check mode before it was installed).
+    result = dict(path=dest, member=member, sha256=wanted, present=current == wanted or not module.check_mode,
                   diff=dict(before={"path": dest, "sha256": current or "(absent)"},
                             after={"path": dest, "sha256": wanted}))
     if params["bin_name"]:

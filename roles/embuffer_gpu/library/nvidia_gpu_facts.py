@@ -266,7 +266,7 @@ def detect(run, nvidia_smi="nvidia-smi", lspci="lspci", sysfs_pci_root="/sys/bus
         bus_gpus, bus_source, bus_note = parse_lspci(listing[1]), "lspci", "lspci"
     else:
         bus_gpus, bus_source = scan_sysfs(sysfs_pci_root), "sysfs"
-        bus_note = "%s (lspci %s)" % (sysfs_pci_root, "is not installed" if listing is None else "failed")
+        bus_note = "%s; lspci %s" % (sysfs_pci_root, "is not installed" if listing is None else "failed")
 
     if bus_gpus:
         result["gpus"] = bus_gpus
