@@ -45,7 +45,7 @@ done
 
 step "The camera writes the movies into its share $CAMERA_FOLDER on $BUFFER"
 # 8 frames of 1024x1024 int16 each: an 8 MiB MRC movie with a whole, valid header.
-podman exec "$BUFFER" python3 - "$CAMERA_FOLDER" "$stamp" "$MOVIES" <<'PY'
+podman exec -i "$BUFFER" python3 - "$CAMERA_FOLDER" "$stamp" "$MOVIES" <<'PY'
 import os, struct, sys
 folder, stamp, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 nx, ny, nz = 1024, 1024, 8
