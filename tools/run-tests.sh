@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-export ANSIBLE_CONFIG="$PWD/ansible/ansible.cfg"  # library, module_utils and roles paths
+# the project's module, module_utils and roles, for ansible-lint and the module tests
+export ANSIBLE_CONFIG="$PWD/ansible/ansible.cfg"
+export ANSIBLE_LIBRARY="$PWD/ansible/library" ANSIBLE_MODULE_UTILS="$PWD/ansible/module_utils"
+export ANSIBLE_ROLES_PATH="$PWD/roles"
 stage=${1:-all}
 started=$(date +%s)
 

@@ -101,12 +101,16 @@ def _fsync_dir(folder: Path) -> None:
 
 def _apply_ownership(fd: int, ownership: Ownership, mode: int) -> None:
     # chmod before chown: once the file belongs to the session owner, changing its mode
-    # would need CAP_FOWNER.
+    # needs CAP_FOWNER. But a chown by anyone but root clears the setgid bit of a folder,
+    # so folders get their mode once more afterwards when that happened.
     os.fchmod(fd, mode)
     if ownership.uid is not None or ownership.gid is not None:
         uid = -1 if ownership.uid is None else ownership.uid
         gid = -1 if ownership.gid is None else ownership.gid
         os.fchown(fd, uid, gid)
+        if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+            with contextlib.suppress(PermissionError):  # without CAP_FOWNER: keep what we have
+                os.fchmod(fd, mode)
 
 
 def make_folders(folder: Path, ownership: Ownership) -> None:
