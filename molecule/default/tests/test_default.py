@@ -20,7 +20,7 @@ import pytest
 testinfra_hosts = ["podman://embuffer-buffer-01"]
 
 EMBUFFER = "/opt/embuffer/venv/bin/embuffer"
-DAEMONS = ["embuffer-ingest.service", "embuffer-archive.service"]
+DAEMONS = ["embuffer-ingest.service", "embuffer-archive.service", "embuffer-metrics.service"]
 UNITS = DAEMONS + ["embuffer-purge.service"]
 CAMERA_HOST = "k3-cam-01"
 CAMERA_FOLDER = "/mnt/k3-cam-01"
@@ -245,3 +245,27 @@ def test_movie_travels_from_camera_to_buffer_and_primary(host, sql):
         "SELECT p.`buffer frame path` FROM BufferFramePathData p "
         "JOIN SessionData s ON s.DEF_id = p.`REF|SessionData|session` WHERE s.name = '26nov26a'"
     )
+
+
+def test_metrics_are_served_on_loopback_and_count_the_movie(host):
+    # Runs after the flow test above: the movie it sent must show in the counters.
+    fetch = (
+        "python3 -c \"import urllib.request; print(urllib.request.urlopen("
+        "'http://127.0.0.1:9814/metrics', timeout=10).read().decode())\""
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        result = host.run(fetch)
+        text = result.stdout
+        label = re.escape(f'{{camera="{CAMERA_HOST}"}}')
+        ingested = re.search(rf"^embuffer_ingested_movies_total{label} (\S+)$", text, re.M)
+        archived = re.search(rf"^embuffer_archived_movies_total{label} (\S+)$", text, re.M)
+        if ingested and archived and float(archived.group(1)) >= 1:
+            break
+        assert time.monotonic() < deadline, f"metrics never counted the movie:\n{text[-2000:]}"
+        time.sleep(2)
+    assert float(ingested.group(1)) >= 1
+    assert re.search(r"^embuffer_up 1(\.0)?$", text, re.M)
+    assert re.search(r"^embuffer_detection_latency_seconds_count\{.*\} [1-9]", text, re.M)
+    listening = host.check_output("ss -Hltn 'sport = :9814'")
+    assert "127.0.0.1:9814" in listening and "0.0.0.0" not in listening
