@@ -268,4 +268,5 @@ def test_metrics_are_served_on_loopback_and_count_the_movie(host):
     assert re.search(r"^embuffer_up 1(\.0)?$", text, re.M)
     assert re.search(r"^embuffer_detection_latency_seconds_count\{.*\} [1-9]", text, re.M)
     listening = host.check_output("ss -Hltn 'sport = :9814'")
-    assert "127.0.0.1:9814" in listening and "0.0.0.0" not in listening
+    local_addresses = [line.split()[3] for line in listening.splitlines()]
+    assert local_addresses == ["127.0.0.1:9814"], listening  # loopback only
