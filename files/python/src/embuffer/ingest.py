@@ -40,6 +40,7 @@ from embuffer.verified_copy import CopyAborted, Ownership, SourceChanged
 
 log = logging.getLogger("embuffer.ingest")
 PLACEMENT_CACHE_SECONDS = 30.0
+VERIFIER_THREADS = 2
 
 
 @dataclass
@@ -90,11 +91,28 @@ class CameraIngest:
             except (OSError, VerificationFailed) as error:
                 log.error("recover %r failed: %s; will retry", movie.source_path, error)
 
+    def _start_verifiers(self) -> list[threading.Thread]:
+        """Threads that publish and re-read finished copies, so that verifying one movie
+        overlaps copying the next; two, so one movie's flush overlaps another's re-read."""
+        threads = [
+            threading.Thread(
+                target=self._verify_loop, name=f"verify-{self.camera.host}-{n}", daemon=True
+            )
+            for n in range(VERIFIER_THREADS)
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def _stop_verifiers(self, threads: list[threading.Thread]) -> None:
+        """Let the verifiers finish everything queued, then end them."""
+        for _ in threads:
+            self.verify_queue.put(None)
+        for thread in threads:
+            thread.join()
+
     def run_forever(self) -> None:
-        verifier = threading.Thread(
-            target=self._verify_loop, name=f"verify-{self.camera.host}", daemon=True
-        )
-        verifier.start()
+        verifiers = self._start_verifiers()
         self.recover()
         last_scan = 0.0
         candidates: list[Candidate] = []
@@ -109,21 +127,16 @@ class CameraIngest:
                 self._tell("scan", f"cannot read camera folder {self.camera.path}: {error}")
             # Pending files are re-stated often so a file is picked up as soon as it settles.
             self.stop.wait(0.2)
-        self.verify_queue.put(None)
-        verifier.join()
+        self._stop_verifiers(verifiers)
 
     def run_once(self) -> PassResult:
-        verifier = threading.Thread(
-            target=self._verify_loop, name=f"verify-{self.camera.host}", daemon=True
-        )
-        verifier.start()  # verifying one movie overlaps copying the next, as in the service
+        verifiers = self._start_verifiers()
         try:
             self.recover()
             candidates = list_candidates(self.camera.path, self._warned)
             return self.run_pass(candidates, first_sight_ok=True)
         finally:
-            self.verify_queue.put(None)
-            verifier.join()
+            self._stop_verifiers(verifiers)
 
     # ---- one pass over the folder ------------------------------------------------------
     def run_pass(self, candidates: list[Candidate], *, first_sight_ok: bool) -> PassResult:
