@@ -21,7 +21,7 @@ from rich.text import Text
 
 from embuffer.config import Config
 from embuffer.journal import Journal
-from embuffer.status import Status, collect, render
+from embuffer.status import Status, ago, collect, render, size
 
 ERROR_ACTIONS = ("error", "db_error", "verify_failed", "archive_error", "reference_error")
 RECENT_ERRORS = 5
@@ -48,26 +48,6 @@ def recent_errors(journal: Journal, limit: int = RECENT_ERRORS) -> list[RecentEr
             found.append(RecentError(float(at), str(camera), action, str(detail)))
     found.sort(key=lambda error: error.at, reverse=True)
     return found[:limit]
-
-
-def ago(at: float | None, now: float) -> str:
-    if at is None:
-        return "never"
-    seconds = max(0.0, now - at)
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
-
-
-def size(nbytes: float) -> str:
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-    value, index = float(nbytes), 0
-    while abs(value) >= 1024 and index < len(units) - 1:
-        value /= 1024
-        index += 1
-    return f"{int(value)} B" if index == 0 else f"{value:.1f} {units[index]}"
 
 
 def _clock(at: float | None) -> str:

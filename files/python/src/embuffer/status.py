@@ -173,7 +173,8 @@ def collect(config: Config, journal: Journal) -> Status:
     )
 
 
-def _ago(at: float | None, now: float) -> str:
+def ago(at: float | None, now: float) -> str:
+    """'12 s ago', '5 min ago', '3.2 h ago' or 'never'."""
     if at is None:
         return "never"
     seconds = max(0.0, now - at)
@@ -184,12 +185,14 @@ def _ago(at: float | None, now: float) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
-def _size(nbytes: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(nbytes) < 1024 or unit == "TiB":
-            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{int(nbytes)} B"
-        nbytes /= 1024
-    return f"{nbytes:.1f} TiB"
+def size(nbytes: float) -> str:
+    """Bytes in binary units: '512 B', '1.5 GiB'."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    value, index = float(nbytes), 0
+    while abs(value) >= 1024 and index < len(units) - 1:
+        value /= 1024
+        index += 1
+    return f"{int(value)} B" if index == 0 else f"{value:.1f} {units[index]}"
 
 
 def render(status: Status) -> str:
@@ -199,11 +202,11 @@ def render(status: Status) -> str:
         lines.append(f"camera {camera.host} ({camera.folder})")
         lines.append(
             f"  seen {camera.seen}, in flight {camera.in_flight}, moved {camera.moved}, "
-            f"quarantined {camera.quarantined}, {_size(camera.bytes_per_second)}/s"
+            f"quarantined {camera.quarantined}, {size(camera.bytes_per_second)}/s"
         )
-        lines.append(f"  last file: {camera.last_file or '-'} ({_ago(camera.last_file_at, now)})")
+        lines.append(f"  last file: {camera.last_file or '-'} ({ago(camera.last_file_at, now)})")
         if camera.last_error:
-            lines.append(f"  last error: {camera.last_error} ({_ago(camera.last_error_at, now)})")
+            lines.append(f"  last error: {camera.last_error} ({ago(camera.last_error_at, now)})")
     if status.archive is not None:
         archive = status.archive
         state = "running"
@@ -217,7 +220,7 @@ def render(status: Status) -> str:
             else f"{archive.oldest_backlog_age_seconds / 3600:.1f} h"
         )
         lines.append(
-            f"  backlog {archive.backlog_files} files, {_size(archive.backlog_bytes)}, "
+            f"  backlog {archive.backlog_files} files, {size(archive.backlog_bytes)}, "
             f"oldest {oldest}; archived {archive.archived}"
         )
         if archive.last_error:
@@ -231,7 +234,7 @@ def render(status: Status) -> str:
         )
         lines.append(
             f"buffer {buffer.root}: {buffer.used_percent:.1f} % used, "
-            f"intake {_size(buffer.intake_bytes_per_hour)}/h, {forecast}"
+            f"intake {size(buffer.intake_bytes_per_hour)}/h, {forecast}"
         )
         if buffer.outage:
             lines.append(
