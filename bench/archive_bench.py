@@ -13,7 +13,7 @@ import shutil
 import sqlite3
 import subprocess
 
-from common import bench_host, drop_caches, embuffer, timed
+from common import bench_host, drop_caches, embuffer, report_throughput, timed
 from ingest_bench import make_master, stage
 
 
@@ -26,8 +26,11 @@ def main() -> None:
     try:
         names = make_master(host, args.movies, args.size_mib)
         total = stage(host, names, ["true"])
-        subprocess.run(embuffer("--config", str(host.config), "ingest", "--once"), check=True,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            embuffer("--config", str(host.config), "ingest", "--once"),
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
         buffer_session = host.root / "buffer" / "bench"
         results = {}
         for label, command, target in (
@@ -40,30 +43,26 @@ def main() -> None:
             if label.startswith("cp"):
                 results[label] = timed(["cp", "-r", str(buffer_session), str(host.root / target)])
             else:
-                results[label] = timed(["rsync", "-a", f"{buffer_session}/",
-                                        f"{host.root / target}/"])
+                results[label] = timed(
+                    ["rsync", "-a", f"{buffer_session}/", f"{host.root / target}/"]
+                )
         host.clear("primary")
         drop_caches()
-        subprocess.run(embuffer("--config", str(host.config), "status"), check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            embuffer("--config", str(host.config), "status"), check=True, stdout=subprocess.DEVNULL
+        )
         results["embuffer archive"] = timed(
-            embuffer("--config", str(host.config), "archive", "--once"))
+            embuffer("--config", str(host.config), "archive", "--once")
+        )
         connection = sqlite3.connect(host.root / "state" / "journal.sqlite")
         (archived,) = connection.execute(
-            "SELECT COUNT(*) FROM movies WHERE primary_verified_at IS NOT NULL").fetchone()
+            "SELECT COUNT(*) FROM movies WHERE primary_verified_at IS NOT NULL"
+        ).fetchone()
         connection.close()
         assert archived == len(names), f"only {archived} of {len(names)} archived"
-        mib = total / 2**20
-        print(f"\narchive throughput, {len(names)} movies, {mib:.0f} MiB, cache dropped before each:")
-        for method, seconds in results.items():
-            print(f"  {method:<18} {seconds:7.2f} s  {mib / seconds:8.1f} MiB/s")
-        ours = results["embuffer archive"]
-        cp_ratio = results["cp + sync"] / ours
-        rsync_ratio = results["rsync -a + sync"] / ours
-        print(f"  embuffer / cp+sync       = {cp_ratio:.2f}x (target >= 0.8x) "
-              f"{'OK' if cp_ratio >= 0.8 else 'MISSED'}")
-        print(f"  embuffer / rsync -a+sync = {rsync_ratio:.2f}x (target >= 1.1x) "
-              f"{'OK' if rsync_ratio >= 1.1 else 'MISSED'}")
+        report_throughput(
+            f"archive throughput, {len(names)} movies", total, results, "embuffer archive"
+        )
     finally:
         host.server.stop()
         shutil.rmtree(host.root, ignore_errors=True)

@@ -45,8 +45,22 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def summary(values: list[float]) -> str:
-    return (f"p50 {percentile(values, 0.5):.2f} s, p99 {percentile(values, 0.99):.2f} s, "
-            f"max {max(values):.2f} s, mean {statistics.mean(values):.2f} s (n={len(values)})")
+    return (
+        f"p50 {percentile(values, 0.5):.2f} s, p99 {percentile(values, 0.99):.2f} s, "
+        f"max {max(values):.2f} s, mean {statistics.mean(values):.2f} s (n={len(values)})"
+    )
+
+
+def report_throughput(title: str, total_bytes: int, results: dict[str, float], ours: str) -> None:
+    """Print each method's time and rate, then embuffer's ratios to the two baselines."""
+    mib = total_bytes / 2**20
+    print(f"\n{title}, {mib:.0f} MiB, page cache dropped before each:")
+    for method, seconds in results.items():
+        print(f"  {method:<18} {seconds:7.2f} s  {mib / seconds:8.1f} MiB/s")
+    for baseline, target in (("cp + sync", 0.8), ("rsync -a + sync", 1.1)):
+        ratio = results[baseline] / results[ours]
+        verdict = "OK" if ratio >= target else "MISSED"
+        print(f"  embuffer / {baseline:<15} = {ratio:.2f}x (target >= {target}x) {verdict}")
 
 
 @dataclass
@@ -77,8 +91,14 @@ def bench_host(workdir: str | None = None) -> BenchHost:
     root = Path(tempfile.mkdtemp(prefix="embuffer-bench-", dir=workdir or "/var/tmp"))
     server = start_private_server()
     server.create_leginondb("leginondb")
-    connection = pymysql.connect(host="127.0.0.1", port=server.port, user=TEST_USER,
-                                 password=TEST_PASSWORD, database="leginondb", autocommit=True)
+    connection = pymysql.connect(
+        host="127.0.0.1",
+        port=server.port,
+        user=TEST_USER,
+        password=TEST_PASSWORD,
+        database="leginondb",
+        autocommit=True,
+    )
     leginon = LeginonDB(connection)
     camera = leginon.instrument("K3", CAMERA_HOST)
     host = BenchHost(root, server, leginon, 0, camera)
@@ -92,18 +112,18 @@ def bench_host(workdir: str | None = None) -> BenchHost:
     host.config.write_text(f"""[buffer]
 root = "{buffer}"
 hostname = "bench-buffer"
-quarantine = "{root / 'quarantine'}"
-journal = "{root / 'state' / 'journal.sqlite'}"
+quarantine = "{root / "quarantine"}"
+journal = "{root / "state" / "journal.sqlite"}"
 
 [database]
-credentials = "{root / 'leginondb.cnf'}"
+credentials = "{root / "leginondb.cnf"}"
 
 [[camera]]
 host = "{CAMERA_HOST}"
-path = "{root / 'camera'}"
+path = "{root / "camera"}"
 
 [archive]
-primary = "{root / 'primary'}"
+primary = "{root / "primary"}"
 """)
     return host
 

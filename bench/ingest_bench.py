@@ -26,6 +26,7 @@ from common import (
     drop_caches,
     embuffer,
     percentile,
+    report_throughput,
     summary,
     timed,
 )
@@ -72,23 +73,15 @@ def throughput(host: BenchHost, names: list[str]) -> dict[str, float]:
     results["cp + sync"] = timed(["sh", "-c", f'cp "{camera}"/* "{host.root / "dest-cp"}"/'])
     total = stage(host, names, ["rsync", "--version"])
     host.clear("dest-rsync")
-    results["rsync -a + sync"] = timed(["rsync", "-a", f"{camera}/", f"{host.root / 'dest-rsync'}/"])
+    results["rsync -a + sync"] = timed(
+        ["rsync", "-a", f"{camera}/", f"{host.root / 'dest-rsync'}/"]
+    )
     total = stage(host, names, embuffer("--config", str(host.config), "status"))
     results["embuffer ingest"] = timed(embuffer("--config", str(host.config), "ingest", "--once"))
     landed = list((host.root / "buffer").rglob("*.frames.mrc"))
     assert len(landed) == len(names), f"only {len(landed)} of {len(names)} movies ingested"
     assert not list(camera.iterdir()), "camera share not emptied"
-    mib = total / 2**20
-    print(f"\nthroughput, {len(names)} movies, {mib:.0f} MiB, page cache dropped before each:")
-    for method, seconds in results.items():
-        print(f"  {method:<18} {seconds:7.2f} s  {mib / seconds:8.1f} MiB/s")
-    ours = results["embuffer ingest"]
-    cp_ratio = results["cp + sync"] / ours
-    rsync_ratio = results["rsync -a + sync"] / ours
-    print(f"  embuffer / cp+sync       = {cp_ratio:.2f}x (target >= 0.8x) "
-          f"{'OK' if cp_ratio >= 0.8 else 'MISSED'}")
-    print(f"  embuffer / rsync -a+sync = {rsync_ratio:.2f}x (target >= 1.1x) "
-          f"{'OK' if rsync_ratio >= 1.1 else 'MISSED'}")
+    report_throughput(f"ingest throughput, {len(names)} movies", total, results, "embuffer ingest")
     return results
 
 
@@ -98,8 +91,9 @@ def latency(host: BenchHost, files: int) -> None:
     host.clear("camera")
     (host.root / "state" / "journal.sqlite").unlink(missing_ok=True)
     rng = random.Random(42)
-    daemon = subprocess.Popen(embuffer("--config", str(host.config), "ingest"),
-                              stderr=subprocess.DEVNULL)
+    daemon = subprocess.Popen(
+        embuffer("--config", str(host.config), "ingest"), stderr=subprocess.DEVNULL
+    )
     closed: dict[str, float] = {}
     try:
         time.sleep(2.0)
@@ -116,7 +110,7 @@ def latency(host: BenchHost, files: int) -> None:
             path = host.root / "camera" / f"{stem}.{kind}"
             with open(path, "wb") as stream:  # the camera writes in pieces, then closes
                 for start in range(0, len(data), 4 * 2**20):
-                    stream.write(data[start:start + 4 * 2**20])
+                    stream.write(data[start : start + 4 * 2**20])
                     stream.flush()
                     time.sleep(0.02)
             closed[path.name] = time.time()
@@ -132,8 +126,8 @@ def latency(host: BenchHost, files: int) -> None:
     connection = sqlite3.connect(host.root / "state" / "journal.sqlite")
     to_start, to_visible = [], []
     for source, started, visible in connection.execute(
-            "SELECT source_path, copy_started_at, buffer_visible_at FROM movies "
-            "WHERE state = 'done'"):
+        "SELECT source_path, copy_started_at, buffer_visible_at FROM movies WHERE state = 'done'"
+    ):
         close = closed[Path(source).name]
         to_start.append(started - close)
         to_visible.append(visible - close)

@@ -43,13 +43,36 @@ def build_journal(path: Path, movies: int) -> None:
         else:
             state, primary_at = "done", at + 600
         size = rng.randint(300_000_000, 5_000_000_000)
-        movie_rows.append((camera, f"/mnt/{camera}/x_{index}.tif", "file", state, size,
-                           "0" * 32, at, at, at + 1, at + 3, at + 4, at + 4, "AcquisitionImageData",
-                           index, f"img_{index:08d}", index // 2000, session, "buffer",
-                           f"/bufferdata/frames/{rel}", rel, 1000, 1000,
-                           f"/primary/frames/{rel}" if primary_at else None,
-                           "0" * 32 if primary_at else None, size if primary_at else None,
-                           primary_at))
+        movie_rows.append(
+            (
+                camera,
+                f"/mnt/{camera}/x_{index}.tif",
+                "file",
+                state,
+                size,
+                "0" * 32,
+                at,
+                at,
+                at + 1,
+                at + 3,
+                at + 4,
+                at + 4,
+                "AcquisitionImageData",
+                index,
+                f"img_{index:08d}",
+                index // 2000,
+                session,
+                "buffer",
+                f"/bufferdata/frames/{rel}",
+                rel,
+                1000,
+                1000,
+                f"/primary/frames/{rel}" if primary_at else None,
+                "0" * 32 if primary_at else None,
+                size if primary_at else None,
+                primary_at,
+            )
+        )
         event_rows.append((at + 4, index + 1, camera, "ingested", size, ""))
         if primary_at:
             event_rows.append((primary_at, index + 1, camera, "archived", size, ""))
@@ -60,9 +83,14 @@ def build_journal(path: Path, movies: int) -> None:
             "image_table, image_id, image_filename, session_id, session_name, target, "
             "dest_path, rel_path, uid, gid, primary_path, primary_hash, primary_size, "
             "primary_verified_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?, ?, ?, ?, ?, ?, ?, ?)", movie_rows)
-        db.executemany("INSERT INTO events (at, movie_id, camera, action, bytes, detail) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", event_rows)
+            "?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            movie_rows,
+        )
+        db.executemany(
+            "INSERT INTO events (at, movie_id, camera, action, bytes, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            event_rows,
+        )
     journal.db.execute("ANALYZE")
     journal.close()
 
@@ -75,15 +103,15 @@ def write_config(root: Path) -> Path:
     credentials.chmod(0o600)
     config = root / "embuffer.toml"
     config.write_text(f"""[buffer]
-root = "{root / 'buffer'}"
+root = "{root / "buffer"}"
 hostname = "bench"
-quarantine = "{root / 'quarantine'}"
-journal = "{root / 'journal.sqlite'}"
+quarantine = "{root / "quarantine"}"
+journal = "{root / "journal.sqlite"}"
 [database]
 credentials = "{credentials}"
 [[camera]]
 host = "cam-0"
-path = "{root / 'camera'}"
+path = "{root / "camera"}"
 [purge]
 retention_days = 7
 """)
@@ -92,8 +120,12 @@ retention_days = 7
 
 def timed(args: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "embuffer.cli", *args], check=False,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "embuffer.cli", *args],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -107,17 +139,23 @@ def main() -> None:
         build_journal(root / "journal.sqlite", args.movies)
         config = write_config(root)
         size = (root / "journal.sqlite").stat().st_size / 2**20
-        print(f"journal of {args.movies} movies built in {time.perf_counter() - started:.1f} s "
-              f"({size:.0f} MiB)")
+        print(
+            f"journal of {args.movies} movies built in {time.perf_counter() - started:.1f} s "
+            f"({size:.0f} MiB)"
+        )
         # The plan walks every buffer copy older than the retention (a week of movies here).
         plan = timed(["--config", str(config), "purge", "--dry-run"])
         status = timed(["--config", str(config), "status"])
         status_json = timed(["--config", str(config), "status", "--json"])
         startup = timed(["--version"])
-        print(f"  purge --dry-run (plan): {plan:6.2f} s  (target < 10 s) "
-              f"{'OK' if plan < 10 else 'MISSED'}")
-        print(f"  status:                 {status:6.2f} s  (target < 1 s) "
-              f"{'OK' if status < 1 else 'MISSED'}")
+        print(
+            f"  purge --dry-run (plan): {plan:6.2f} s  (target < 10 s) "
+            f"{'OK' if plan < 10 else 'MISSED'}"
+        )
+        print(
+            f"  status:                 {status:6.2f} s  (target < 1 s) "
+            f"{'OK' if status < 1 else 'MISSED'}"
+        )
         print(f"  status --json:          {status_json:6.2f} s")
         print(f"  baseline: interpreter start-up and `embuffer --version`: {startup:.2f} s")
     finally:
