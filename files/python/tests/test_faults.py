@@ -314,3 +314,48 @@ def test_abandoned_incomplete_movie_goes_to_quarantine_whole(host, registered):
         daemon.wait(timeout=60)
     assert (host.quarantine / "k3-cam-01" / path.name).read_bytes() == truncated
     assert not list(host.buffer.rglob("dead_1*"))
+
+
+def test_published_copy_is_kept_when_the_source_vanished_before_the_journal_caught_up(
+    host, registered
+):
+    """Crash between publishing a copy and recording it, and the camera file removed by
+    someone meanwhile: the buffer copy is the only one left, so it must stay in the books
+    (hashed, in the archive backlog), never be written off as vanished."""
+    import sqlite3
+
+    from embuffer.journal import Journal
+    from embuffer.transfer import Transfer
+
+    data = mrc_bytes(32, 32, 4, seed=9)
+    dest = host.buffer_folder() / "lost_1.frames.mrc"
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(data)
+    journal = Journal(host.journal)
+    movie_id = journal.insert_movie(
+        camera="k3-cam-01",
+        source_path=str(host.camera / "gone.mrc"),
+        state="copying",
+        target="buffer",
+        dest_path=str(dest),
+        rel_path=str(dest.relative_to(host.buffer)),
+    )
+    outcome = Transfer(journal, threading.Event()).recover(journal.movie(movie_id))
+    assert outcome == "kept the published copy"
+    assert dest.read_bytes() == data
+    assert run_status_backlog(host) == 1
+    connection = sqlite3.connect(host.journal)
+    (state,) = connection.execute("SELECT state FROM movies WHERE id = ?", (movie_id,)).fetchone()
+    connection.close()
+    assert state == "done"
+    assert main(["--config", str(host.config_path), "archive", "--once"]) == 0
+    assert (host.primary / dest.relative_to(host.buffer)).read_bytes() == data
+
+
+def run_status_backlog(host: BufferHost) -> int:
+    from embuffer.config import load_config
+    from embuffer.journal import Journal
+    from embuffer.status import archive_status
+
+    config = load_config(host.config_path)
+    return archive_status(config, Journal(host.journal), time.time()).backlog_files

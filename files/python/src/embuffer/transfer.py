@@ -219,6 +219,35 @@ class Transfer:
                 )
 
     # ---- crash repair ----------------------------------------------------------------------
+    def _source_gone(self, movie: Movie) -> str:
+        """The camera copy is gone but the journal never recorded our copy as verified. If
+        a published copy sits at the destination (the crash came between publishing and the
+        journal write, and someone removed the source meanwhile), keep it: hash it and hand it
+        to the archive like any buffer movie, so it reaches primary before any purge."""
+        dest = Path(movie.dest_path) if movie.dest_path else None
+        if dest is not None and os.path.lexists(dest):
+            size, digest = hash_path(dest, drop_cache=True)
+            now = time.time()
+            final = j.QUARANTINED if _in_quarantine(movie) else j.DONE
+            self.journal.update_movie(
+                movie.id,
+                state=final,
+                size=size,
+                hash=digest,
+                verified_at=now,
+                buffer_visible_at=now,
+                reason="camera copy removed before the journal recorded the copy; "
+                "the published copy was kept and hashed",
+            )
+            self.journal.event(
+                "recovered", movie_id=movie.id, camera=movie.camera, nbytes=size, detail=str(dest)
+            )
+            return "kept the published copy"
+        self.journal.update_movie(
+            movie.id, state=j.VANISHED, reason="source disappeared before it was copied"
+        )
+        return "vanished"
+
     def recover(self, movie: Movie) -> str:
         """Bring a row left mid-flight by a crash to a consistent state; returns what was done."""
         if movie.state in (j.SEEN, j.MATCHED, j.COPYING):
@@ -227,10 +256,7 @@ class Transfer:
             if movie.state == j.COPYING:
                 self.journal.update_movie(movie.id, state=j.MATCHED)
             if not os.path.lexists(movie.source_path or ""):
-                self.journal.update_movie(
-                    movie.id, state=j.VANISHED, reason="source disappeared before it was copied"
-                )
-                return "vanished"
+                return self._source_gone(movie)
             return "retry"
         verified_at = self.verify(movie.id, record=False) if movie.state == j.COPIED else None
         final = j.QUARANTINED if _in_quarantine(movie) else j.DONE
