@@ -50,18 +50,26 @@ def make_master(host: BenchHost, movies: int, size_mib: int) -> list[str]:
 
 def stage(host: BenchHost, names: list[str], warm: list[str]) -> int:
     """Fresh camera copies of the master movies, closed a minute ago; returns total bytes.
-    The page cache is dropped so data comes from the device, then the program under test is
-    run once with --version so its own code is not read from a cold disk inside the timing
-    (a Python program loads far more code than `cp`; that start-up is not data movement)."""
+
+    The copies are written beside the camera folder, the page cache is dropped so their data
+    comes from the device, and the program under test runs once on an empty camera folder
+    (`cp --version`; `embuffer ingest --once` with nothing to do) so that its own code is not
+    read from a cold disk inside the timing: a Python service loads far more code than `cp`,
+    and in production it has been running for weeks. Only then are the movies renamed into
+    the camera folder (a rename moves no data)."""
     host.clear("camera")
+    host.clear("staging")
     total = 0
     for name in names:
-        shutil.copyfile(host.root / "master" / name, host.root / "camera" / name)
+        staged = host.root / "staging" / name
+        shutil.copyfile(host.root / "master" / name, staged)
         then = time.time() - 60
-        os.utime(host.root / "camera" / name, (then, then))
-        total += (host.root / "camera" / name).stat().st_size
+        os.utime(staged, (then, then))
+        total += staged.stat().st_size
     drop_caches()
-    subprocess.run(warm, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(warm, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for name in names:
+        os.rename(host.root / "staging" / name, host.root / "camera" / name)
     return total
 
 
@@ -76,7 +84,7 @@ def throughput(host: BenchHost, names: list[str]) -> dict[str, float]:
     results["rsync -a + sync"] = timed(
         ["rsync", "-a", f"{camera}/", f"{host.root / 'dest-rsync'}/"]
     )
-    total = stage(host, names, embuffer("--config", str(host.config), "status"))
+    total = stage(host, names, embuffer("--config", str(host.config), "ingest", "--once"))
     results["embuffer ingest"] = timed(embuffer("--config", str(host.config), "ingest", "--once"))
     landed = list((host.root / "buffer").rglob("*.frames.mrc"))
     assert len(landed) == len(names), f"only {len(landed)} of {len(names)} movies ingested"
@@ -149,7 +157,8 @@ def main() -> None:
     try:
         names = make_master(host, args.movies, args.size_mib)
         throughput(host, names)
-        latency(host, args.latency_files)
+        if args.latency_files > 0:
+            latency(host, args.latency_files)
     finally:
         host.server.stop()
         shutil.rmtree(host.root, ignore_errors=True)
