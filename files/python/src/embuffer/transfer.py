@@ -94,7 +94,7 @@ class Transfer:
     def _mark_copying(self, movie_id: int, dest: Path, fields: dict[str, object]) -> None:
         fields.update(state=j.COPYING, dest_path=str(dest), copy_started_at=time.time())
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        self.journal.db.execute(
+        self.journal.write(
             f"UPDATE movies SET {assignments}, attempts = attempts + 1 WHERE id = ?",
             [*fields.values(), movie_id],
         )
@@ -206,7 +206,8 @@ class Transfer:
                     event = "source_changed"
                 else:
                     os.unlink(source)
-            _fsync_parent(source)
+            # No fsync of the camera folder: were the unlink lost in a power cut, the movie
+            # would reappear on the camera, find its identical copy and simply go again.
         with self.journal.transaction():
             self.journal.update_movie(movie_id, **fields)
             if event is not None:
@@ -316,16 +317,3 @@ def _rmdir_if_empty(folder: Path) -> None:
             folder.rmdir()
     except OSError:
         pass
-
-
-def _fsync_parent(path: Path) -> None:
-    try:
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # CIFS may refuse fsync on a folder; the unlink itself is already done
-    finally:
-        os.close(fd)
