@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +159,24 @@ def registered(host: BufferHost) -> dict[str, int]:
     host_row = host.leginon.buffer_host(camera_id, BUFFER_HOSTNAME, str(host.buffer))
     session_id = host.session(uid=os.getuid() + 1000, gid=os.getgid() + 1000)
     return {"camera": camera_id, "host_row": host_row, "session": session_id}
+
+
+@contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """`folder` on a small tmpfs of its own, to fill a filesystem for real; skips the test
+    where mounting is not allowed (not root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "embuffer-test", str(folder)],
+        capture_output=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {result.stderr.decode()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def hours_ago(hours: float) -> dt.datetime:

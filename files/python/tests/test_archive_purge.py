@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from conftest import BufferHost
+from conftest import BufferHost, tmpfs
 from support.movies import mrc_bytes, tiff_bytes
 from test_faults import start_daemon, wait_for
 
@@ -108,16 +108,8 @@ def test_catch_up_after_downtime_and_adoption_of_unknown_files(host, registered)
 
 @pytest.fixture
 def small_primary(host: BufferHost):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "embuffer-primary", str(host.primary)],
-        capture_output=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs: {result.stderr.decode()}")
-    yield host.primary
-    subprocess.run(["umount", "-l", str(host.primary)], check=False)
+    with tmpfs(host.primary, "1m") as folder:
+        yield folder
 
 
 def test_primary_full_then_read_only_then_unreachable_is_never_counted_done(
@@ -258,13 +250,8 @@ def test_purge_rechecks_primary_before_removing(host, registered, capsys):
 
 @pytest.fixture
 def small_buffer(host: BufferHost):
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "embuffer-buffer", str(host.buffer)], check=True
-    )
-    yield host.buffer
-    subprocess.run(["umount", "-l", str(host.buffer)], check=False)
+    with tmpfs(host.buffer, "4m") as folder:
+        yield folder
 
 
 def test_purge_by_watermark_frees_oldest_verified_and_says_when_it_cannot(

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BufferHost
+from conftest import BufferHost, tmpfs
 from support.movies import mrc_bytes, tiff_bytes
 
 from embuffer.cli import main
@@ -172,16 +172,8 @@ def test_second_ingest_on_the_same_journal_refuses_to_run(host, registered):
 @pytest.fixture
 def small_buffer(host: BufferHost):
     """The buffer root on an 8 MiB tmpfs, to fill it for real."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "embuffer-test", str(host.buffer)],
-        capture_output=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs: {result.stderr.decode()}")
-    yield host.buffer
-    subprocess.run(["umount", "-l", str(host.buffer)], check=False)
+    with tmpfs(host.buffer, "8m") as folder:
+        yield folder
 
 
 def test_buffer_full_keeps_every_movie_on_the_camera_until_there_is_room(
