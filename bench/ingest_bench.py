@@ -3,6 +3,10 @@ one run, and the latency from the camera closing a file to its copy starting and
 final name appearing in the buffer (default settings, full re-read verification on).
 
     .venv/bin/python bench/ingest_bench.py [--movies 12] [--size-mib 64] [--latency-files 30]
+                                           [--layout separate|single|both] [--rounds 3]
+
+Layouts (see common.py): "separate" reads the camera copies from a block device of their own,
+as a camera PC's disk is in production; "single" puts them on the buffer's disk too.
 
 Targets (issue #2): throughput >= 0.8x cp+sync and >= 1.1x rsync -a+sync; close-to-copy-start
 p50 <= 1.5 s and p99 <= 3 s.
@@ -16,11 +20,13 @@ import random
 import shutil
 import signal
 import sqlite3
+import struct
 import subprocess
 import time
 from pathlib import Path
 
 from common import (
+    LAYOUTS,
     BenchHost,
     bench_host,
     drop_caches,
@@ -33,16 +39,25 @@ from common import (
 from support.movies import eer_bytes, mrc_bytes, tiff_bytes
 
 
+def write_large_mrc(path: Path, frames: int, seed: int) -> None:
+    """A 1024 x 1024 mode-0 MRC movie of `frames` random 1 MiB frames, written frame by
+    frame so that realistic movie sizes (GBs) need no more memory than one frame."""
+    header = bytearray(mrc_bytes(1024, 1024, 1)[:1024])
+    struct.pack_into("<i", header, 8, frames)  # nz
+    struct.pack_into("<i", header, 36, frames)  # mz
+    rng = random.Random(seed)
+    with open(path, "wb") as stream:
+        stream.write(header)
+        stream.writelines(rng.randbytes(2**20) for _ in range(frames))
+
+
 def make_master(host: BenchHost, movies: int, size_mib: int) -> list[str]:
     """Movies with valid MRC headers and random frames, registered in leginondb."""
     master = host.folder("master")
     names = []
-    frame = 1024 * 1024  # 1024 x 1024 mode 0: 1 MiB per frame
     for index in range(movies):
         stem = f"20261126_{index:06d}_00"
-        data = mrc_bytes(1024, 1024, size_mib, seed=index)
-        assert len(data) == 1024 + size_mib * frame
-        (master / f"{stem}.mrc").write_bytes(data)
+        write_large_mrc(master / f"{stem}.mrc", size_mib, seed=index)
         host.leginon.acquisition(host.session, host.camera, stem, f"bench_{index:05d}en")
         names.append(f"{stem}.mrc")
     return names
@@ -61,7 +76,7 @@ def stage(host: BenchHost, names: list[str], warm: list[str]) -> int:
     host.clear("staging")
     total = 0
     for name in names:
-        staged = host.root / "staging" / name
+        staged = host.path("staging") / name
         shutil.copyfile(host.root / "master" / name, staged)
         then = time.time() - 60
         os.utime(staged, (then, then))
@@ -69,35 +84,44 @@ def stage(host: BenchHost, names: list[str], warm: list[str]) -> int:
     drop_caches()
     subprocess.run(warm, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for name in names:
-        os.rename(host.root / "staging" / name, host.root / "camera" / name)
+        os.rename(host.path("staging") / name, host.path("camera") / name)
     return total
 
 
-def throughput(host: BenchHost, names: list[str]) -> dict[str, float]:
-    results: dict[str, float] = {}
-    camera = host.root / "camera"
-    total = stage(host, names, ["cp", "--version"])
-    host.clear("dest-cp")
-    results["cp + sync"] = timed(["sh", "-c", f'cp "{camera}"/* "{host.root / "dest-cp"}"/'])
-    total = stage(host, names, ["rsync", "--version"])
-    host.clear("dest-rsync")
-    results["rsync -a + sync"] = timed(
-        ["rsync", "-a", f"{camera}/", f"{host.root / 'dest-rsync'}/"]
+def throughput(host: BenchHost, names: list[str], rounds: int) -> None:
+    results: dict[str, list[float]] = {}
+    camera = host.path("camera")
+    ingest = embuffer("--config", str(host.config), "ingest", "--once")
+    for _ in range(rounds):
+        for method, program, target in (
+            ("cp + sync", "cp", "buffer-cp"),
+            ("rsync -a + sync", "rsync", "buffer-rsync"),
+        ):
+            total = stage(host, names, [program, "--version"])
+            host.clear(target)
+            if program == "cp":
+                command = ["sh", "-c", f'cp "{camera}"/* "{host.path(target)}"/']
+            else:
+                command = ["rsync", "-a", f"{camera}/", f"{host.path(target)}/"]
+            results.setdefault(method, []).append(timed(command))
+            shutil.rmtree(host.path(target))
+        host.use(host.layout)  # empty buffer and journal
+        total = stage(host, names, ingest)
+        results.setdefault("embuffer ingest", []).append(timed(ingest))
+        landed = list(host.path("buffer").rglob("*.frames.mrc"))
+        assert len(landed) == len(names), f"only {len(landed)} of {len(names)} movies ingested"
+        assert not list(camera.iterdir()), "camera share not emptied"
+    report_throughput(
+        f"ingest throughput, {host.layout} layout, {len(names)} movies",
+        total,
+        results,
+        "embuffer ingest",
     )
-    total = stage(host, names, embuffer("--config", str(host.config), "ingest", "--once"))
-    results["embuffer ingest"] = timed(embuffer("--config", str(host.config), "ingest", "--once"))
-    landed = list((host.root / "buffer").rglob("*.frames.mrc"))
-    assert len(landed) == len(names), f"only {len(landed)} of {len(names)} movies ingested"
-    assert not list(camera.iterdir()), "camera share not emptied"
-    report_throughput(f"ingest throughput, {len(names)} movies", total, results, "embuffer ingest")
-    return results
 
 
 def latency(host: BenchHost, files: int) -> None:
     """A running ingest service; a camera writes movies one after another."""
-    host.clear("buffer")
-    host.clear("camera")
-    (host.root / "state" / "journal.sqlite").unlink(missing_ok=True)
+    host.use(host.layout)
     rng = random.Random(42)
     daemon = subprocess.Popen(
         embuffer("--config", str(host.config), "ingest"), stderr=subprocess.DEVNULL
@@ -115,7 +139,7 @@ def latency(host: BenchHost, files: int) -> None:
             else:
                 data = eer_bytes(400, 1024, 1024, seed=index)
             host.leginon.acquisition(host.session, host.camera, stem, f"lat_{index:05d}en")
-            path = host.root / "camera" / f"{stem}.{kind}"
+            path = host.path("camera") / f"{stem}.{kind}"
             with open(path, "wb") as stream:  # the camera writes in pieces, then closes
                 for start in range(0, len(data), 4 * 2**20):
                     stream.write(data[start : start + 4 * 2**20])
@@ -124,14 +148,14 @@ def latency(host: BenchHost, files: int) -> None:
             closed[path.name] = time.time()
             time.sleep(rng.uniform(0.3, 1.0))
         deadline = time.monotonic() + 120
-        while any((host.root / "camera" / name).exists() for name in closed):
+        while any((host.path("camera") / name).exists() for name in closed):
             if time.monotonic() > deadline:
                 raise SystemExit("latency run did not finish in 120 s")
             time.sleep(0.2)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)
-    connection = sqlite3.connect(host.root / "state" / "journal.sqlite")
+    connection = sqlite3.connect(host.journal)
     to_start, to_visible = [], []
     for source, started, visible in connection.execute(
         "SELECT source_path, copy_started_at, buffer_visible_at FROM movies WHERE state = 'done'"
@@ -140,7 +164,10 @@ def latency(host: BenchHost, files: int) -> None:
         to_start.append(started - close)
         to_visible.append(visible - close)
     connection.close()
-    print(f"\nlatency, {len(to_start)} movies (mrc/tif/eer, 16 MiB-ish), running service:")
+    print(
+        f"\nlatency, {host.layout} layout, {len(to_start)} movies "
+        "(mrc/tif/eer, 16 MiB-ish), running service:"
+    )
     print(f"  close -> copy starts:          {summary(to_start)}")
     print(f"  close -> final name in buffer: {summary(to_visible)}")
     ok = percentile(to_start, 0.5) <= 1.5 and percentile(to_start, 0.99) <= 3.0
@@ -152,16 +179,26 @@ def main() -> None:
     parser.add_argument("--movies", type=int, default=12)
     parser.add_argument("--size-mib", type=int, default=64)
     parser.add_argument("--latency-files", type=int, default=30)
+    parser.add_argument("--layout", choices=(*LAYOUTS, "both"), default="both")
+    parser.add_argument("--rounds", type=int, default=3, help="medians over this many")
     args = parser.parse_args()
-    host = bench_host()
+    layouts = LAYOUTS if args.layout == "both" else (args.layout,)
+    # the separate device holds the staged camera copies (latency movies are smaller)
+    host = bench_host(
+        separate_mib=args.movies * (args.size_mib + 1) * 5 // 4 + 256
+        if "separate" in layouts
+        else 0
+    )
     try:
         names = make_master(host, args.movies, args.size_mib)
-        throughput(host, names)
+        for layout in layouts:
+            host.use(layout)
+            throughput(host, names, args.rounds)
         if args.latency_files > 0:
+            host.use(layouts[0])
             latency(host, args.latency_files)
     finally:
-        host.server.stop()
-        shutil.rmtree(host.root, ignore_errors=True)
+        host.close()
 
 
 if __name__ == "__main__":

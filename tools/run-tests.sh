@@ -14,8 +14,10 @@ started=$(date +%s)
 step() { printf '\n==== %s (%ss so far)\n' "$1" "$(( $(date +%s) - started ))"; }
 
 if [[ $stage == all || $stage == lint ]]; then
-  step "ruff and mypy on the embuffer package"
+  step "ruff and mypy on the embuffer package and the benchmarks"
   (cd files/python && ruff check src tests && ruff format --check src && mypy src)
+  ruff check --config files/python/pyproject.toml bench
+  ruff format --check --config files/python/pyproject.toml bench
   step "ansible-lint (production profile)"
   ansible-lint --profile production
 fi

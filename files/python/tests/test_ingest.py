@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -406,3 +407,43 @@ def test_once_shows_a_progress_bar_on_a_terminal_only(host, registered):
         check=True,
     )
     assert "━".encode() not in piped.stderr and b"ingested" in piped.stderr
+
+
+def test_copy_record_reaches_the_device_before_the_camera_copy_goes(host, registered, monkeypatch):
+    """The service commits without an fsync per commit (journal.py, Durability); before a
+    camera copy is removed, the WAL holding its copy record must have been fsynced."""
+    session, camera = registered["session"], registered["camera"]
+    names = [f"20261126_13000{n}_00.mrc" for n in range(3)]
+    for n, name in enumerate(names):
+        host.leginon.acquisition(session, camera, name[:-4], f"d_0000{n}en")
+        drop(host.camera / name, mrc_bytes(32, 32, 4, seed=n))
+    wal = f"{host.journal}-wal"
+    order: list[tuple[str, str, str]] = []  # (thread, step, journal row at that moment)
+    real_fsync, real_unlink = os.fsync, os.unlink
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        if os.readlink(f"/proc/self/fd/{fd}") == wal:
+            order.append((threading.current_thread().name, "wal-synced", ""))
+
+    def unlink(path, *args, **kwargs) -> None:
+        if Path(path).parent == host.camera:
+            # what the journal holds (committed) at this moment
+            rows = journal_rows(host, f"source_path = '{path}'")
+            row = f"{rows[0]['state']}:{bool(rows[0]['hash'])}"
+            order.append((threading.current_thread().name, "source-removed", row))
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "unlink", unlink)
+
+    assert ingest_once(host) == 0
+
+    removals = [index for index, (_, step, _) in enumerate(order) if step == "source-removed"]
+    assert len(removals) == len(names)
+    for index in removals:
+        thread, _, row = order[index]
+        assert row == "copied:True", order  # the copy record, with its hash, was committed
+        before = [step for name, step, _ in order[:index] if name == thread]
+        assert before and before[-1] == "wal-synced", order  # ...and then synced
+    assert {row["state"] for row in journal_rows(host)} == {"done"}

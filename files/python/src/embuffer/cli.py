@@ -64,7 +64,7 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
 
     stop = _stop_on_signals()
     with ServiceLock(config.journal, "ingest"):
-        journal = Journal(config.journal)
+        journal = Journal(config.journal, sync_each_commit=False)
         workers = [CameraIngest(config, camera, journal, stop) for camera in config.cameras]
         if args.once:
             from embuffer.progress import byte_progress
