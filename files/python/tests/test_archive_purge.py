@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import BufferHost, tmpfs
@@ -246,6 +247,32 @@ def test_purge_rechecks_primary_before_removing(host, registered, capsys):
     assert (host.buffer / rels[0]).exists() and (host.buffer / rels[1]).exists()
     assert "primary copy not reachable" in out and "re-hashed as" in out
     assert not (host.buffer / rels[2]).exists()
+
+
+def test_purge_syncs_the_archive_records_before_removing(host, registered, monkeypatch):
+    """The archive service commits without an fsync per commit (journal.py, Durability): the
+    primary verifications must be on the device before purge removes a buffer copy."""
+    expected = ingest_sessions(host, registered, sessions=1)
+    assert run(host, "archive", "--once") == 0
+    age_movies(host, 20)
+    wal, order = f"{host.journal}-wal", []
+    real_fsync, real_unlink = os.fsync, os.unlink
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        if os.readlink(f"/proc/self/fd/{fd}") == wal:
+            order.append("wal-synced")
+
+    def unlink(path, *args, **kwargs) -> None:
+        if host.buffer in Path(path).parents:
+            order.append("buffer-copy-removed")
+        real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "unlink", unlink)
+    assert run(host, "purge") == 0
+    assert order.count("buffer-copy-removed") == len(expected)
+    assert order.index("wal-synced") < order.index("buffer-copy-removed"), order
 
 
 @pytest.fixture

@@ -13,10 +13,15 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from embuffer import __version__
 from embuffer.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from embuffer.journal import Journal, JournalLocked, ServiceLock
+
+if TYPE_CHECKING:  # imported where used: `embuffer status` need not load the copy engine
+    from embuffer.archive import Archiver
+    from embuffer.ingest import CameraIngest
 
 log = logging.getLogger("embuffer")
 EXIT_CONFIG = 78  # EX_CONFIG: the configuration is unusable
@@ -64,44 +69,54 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
 
     stop = _stop_on_signals()
     with ServiceLock(config.journal, "ingest"):
-        journal = Journal(config.journal, sync_each_commit=False)
-        workers = [CameraIngest(config, camera, journal, stop) for camera in config.cameras]
-        if args.once:
-            from embuffer.progress import byte_progress
-            from embuffer.scan import list_candidates
+        journal = Journal(config.journal, sync_each_commit=False)  # see journal.py
+        try:
+            workers = [CameraIngest(config, camera, journal, stop) for camera in config.cameras]
+            return _ingest_once(workers) if args.once else _ingest_forever(workers, stop)
+        finally:
+            journal.make_durable()  # a clean exit leaves nothing for a power cut to take
 
-            waiting = 0
-            if sys.stderr.isatty():  # the bar's total: what waits on the camera shares
-                for worker in workers:
-                    with contextlib.suppress(OSError):
-                        for candidate in list_candidates(worker.camera.path, set()):
-                            if not candidate.is_dir:
-                                waiting += candidate.path.stat().st_size
-            failed = False
-            with byte_progress("ingest", waiting) as advance:
-                for worker in workers:
-                    worker.transfer.progress = advance
-                    result = worker.run_once()
-                    log.info(
-                        "camera %s: %d handled, %d waiting",
-                        worker.camera.host,
-                        result.handled,
-                        result.waiting,
-                    )
-                    failed = failed or bool(result.errors)
-            return EXIT_INCOMPLETE if failed else 0
-        threads = [
-            threading.Thread(target=worker.run_forever, name=f"ingest-{worker.camera.host}")
-            for worker in workers
-        ]
+
+def _ingest_once(workers: list[CameraIngest]) -> int:
+    from embuffer.progress import byte_progress
+    from embuffer.scan import list_candidates
+
+    waiting = 0
+    if sys.stderr.isatty():  # the bar's total: what waits on the camera shares
+        for worker in workers:
+            with contextlib.suppress(OSError):
+                for candidate in list_candidates(worker.camera.path, set()):
+                    if not candidate.is_dir:
+                        waiting += candidate.path.stat().st_size
+    failed = False
+    with byte_progress("ingest", waiting) as advance:
+        for worker in workers:
+            worker.transfer.progress = advance
+            result = worker.run_once()
+            log.info(
+                "camera %s: %d handled, %d waiting",
+                worker.camera.host,
+                result.handled,
+                result.waiting,
+            )
+            failed = failed or bool(result.errors)
+    return EXIT_INCOMPLETE if failed else 0
+
+
+def _ingest_forever(workers: list[CameraIngest], stop: threading.Event) -> int:
+    """One thread per camera, so a hung share stalls only its own camera."""
+    threads = [
+        threading.Thread(target=worker.run_forever, name=f"ingest-{worker.camera.host}")
+        for worker in workers
+    ]
+    for thread in threads:
+        thread.start()
+    log.info("ingest running for %s", ", ".join(worker.camera.host for worker in workers))
+    while any(thread.is_alive() for thread in threads):
+        stop.wait(1.0)
         for thread in threads:
-            thread.start()
-        log.info("ingest running for %s", ", ".join(c.host for c in config.cameras))
-        while any(thread.is_alive() for thread in threads):
-            stop.wait(1.0)
-            for thread in threads:
-                thread.join(timeout=0.01)
-        return 0
+            thread.join(timeout=0.01)
+    return 0
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
@@ -193,17 +208,24 @@ def cmd_archive(config: Config, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     stop = _stop_on_signals()
     with ServiceLock(config.journal, "archive"):
-        archiver = Archiver(config, journal, stop)
-        if args.once:
-            from embuffer.archive import backlog
-            from embuffer.progress import byte_progress
+        journal = Journal(config.journal, sync_each_commit=False)  # see journal.py
+        try:
+            return _archive(Archiver(config, journal, stop), once=args.once)
+        finally:
+            journal.make_durable()
 
-            pending = sum(int(movie.size or 0) for movie in backlog(journal))
-            with byte_progress("archive", pending) as advance:
-                archiver.progress = advance
-                return 0 if archiver.run_once() else EXIT_INCOMPLETE
+
+def _archive(archiver: Archiver, *, once: bool) -> int:
+    if not once:
         archiver.run_forever()
-    return 0
+        return 0
+    from embuffer.archive import backlog
+    from embuffer.progress import byte_progress
+
+    pending = sum(int(movie.size or 0) for movie in backlog(archiver.journal))
+    with byte_progress("archive", pending) as advance:
+        archiver.progress = advance
+        return 0 if archiver.run_once() else EXIT_INCOMPLETE
 
 
 def cmd_purge(config: Config, args: argparse.Namespace) -> int:

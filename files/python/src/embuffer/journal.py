@@ -9,12 +9,13 @@ rates and forecasts) and `settings` holds durable flags such as the archive paus
 Durability. A journal opened with `sync_each_commit=True` (the default: one-shot commands)
 fsyncs every commit (synchronous=FULL). The ingest and archive services open it with False:
 their commits survive a crash of the process at once (SQLite has written them to the WAL)
-but reach the device only at `make_durable()`, which they call before every irreversible
-step (removing a camera copy). Why: on one filesystem an fsync waits for the movie data being
-written at that moment, so a fully synchronous commit in the copy thread stalled every copy
-by as much as the flush of the previous movie (measured ~75 ms per 64 MiB movie, a third of
-the copy time). What a power cut can take back is only states that lead up to an irreversible
-step, and every one of them is repaired by `recover()` from what is on disk.
+but reach the device only at `make_durable()`, which is called before every irreversible
+step: before a camera copy is removed, and by purge before it removes buffer copies. Why: on
+one filesystem an fsync waits for the movie data being written at that moment, so a fully
+synchronous commit in the copy thread stalled every copy by as much as the flush of the
+previous movie (measured ~75 ms per 64 MiB movie, a third of the copy time). What a power
+cut can take back is only states that lead up to an irreversible step, and `recover()`
+repairs each of them from what is on disk.
 """
 
 from __future__ import annotations
@@ -175,9 +176,8 @@ class Journal:
         WAL mode the committed-but-unsynced transactions are exactly the WAL's tail (a
         checkpoint syncs the WAL before and the database after copying), so an fsync of the
         WAL file is what FULL would have done at each commit. No lock is held meanwhile:
-        the other threads go on committing."""
-        if self.sync_each_commit:
-            return
+        the other threads go on committing. Done in every mode: the transactions to make
+        durable may be another process's (purge relies on the archive service's)."""
         try:
             fd = os.open(f"{self.path}-wal", os.O_RDONLY)
         except FileNotFoundError:
