@@ -70,7 +70,7 @@ def throughput(host: BenchHost, names: list[str], rounds: int) -> None:
         f"archive throughput, {host.layout} layout, {len(names)} movies",
         total,
         results,
-        "embuffer archive",
+        ["embuffer archive"],
     )
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import stat
@@ -35,9 +34,18 @@ _SYNC_FILE_RANGE_WRITE = 2
 def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
     """sync_file_range(2) through libc: Python has no binding for it."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # glibc's soname directly: find_library() would run `ldconfig -p` at every start-up
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        try:
+            from ctypes.util import find_library
+
+            libc = ctypes.CDLL(find_library("c"), use_errno=True)
+        except (OSError, TypeError):
+            return None
+    try:
         function = libc.sync_file_range
-    except (OSError, AttributeError):
+    except AttributeError:
         return None
     function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
 
