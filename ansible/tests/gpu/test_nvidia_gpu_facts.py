@@ -1,7 +1,9 @@
 """Unit tests of the GPU detection in roles/embuffer_gpu/library/nvidia_gpu_facts.py.
 
-The fixtures are outputs of nvidia-smi and lspci recorded on real hosts (A100, H100, RTX 3090,
-RTX 4090, RTX A6000) and on hosts without an NVIDIA GPU.
+The h200_x1 fixtures were recorded on a real H200 host (driver 580.159.04, no lspci installed)
+with tools/device/gpu-check.sh, which also ran this detection against that live machine. The
+other fixtures reproduce the output formats of nvidia-smi and lspci on A100, H100, RTX 3090,
+RTX 4090 and RTX A6000 hosts and on hosts without an NVIDIA GPU.
 """
 
 import importlib.util
@@ -73,6 +75,37 @@ def test_gpu_host_with_driver(stem, count, models, driver, cuda, memory):
     assert "%d NVIDIA GPU(s)" % count in result["message"] and cuda in result["message"]
     # nvidia-smi answered, so lspci is not needed
     assert all(call[0] == "nvidia-smi" for call in host.calls)
+
+
+def test_recorded_h200_host():
+    """What nvidia-smi printed on a real H200 host; nvidia-smi answers, lspci is never asked."""
+    host = FakeHost(fixture("h200_x1.query.txt"), fixture("h200_x1.banner.txt"), lspci=None)
+    result = gpu.detect(host)
+    assert result["gpu_count"] == 1
+    assert result["models"] == ["NVIDIA H200"]
+    assert result["driver_version"] == "580.159.04"
+    assert result["cuda_version"] == "13.0"
+    assert result["gpus"][0]["memory_mib"] == 143771
+    assert result["source"] == "nvidia-smi"
+    assert all(call[0] == "nvidia-smi" for call in host.calls)
+
+
+def test_recorded_h200_sysfs_when_the_driver_does_not_answer(tmp_path):
+    """The same host's PCI functions of vendor 10de, as recorded from /sys/bus/pci/devices,
+    laid out as sysfs folders: without nvidia-smi and lspci the GPU is still counted."""
+    for line in fixture("h200_x1.sysfs.txt").splitlines():
+        address, pci_class, device_id = line.split()
+        folder = tmp_path / address
+        folder.mkdir()
+        (folder / "vendor").write_text("0x10de\n")
+        (folder / "class").write_text(pci_class.split("=")[1] + "\n")
+        (folder / "device").write_text(device_id.split("=")[1] + "\n")
+    result = gpu.detect(FakeHost(query=None, lspci=None), sysfs_pci_root=str(tmp_path))
+    assert result["gpu_count"] == 1
+    assert result["source"] == "sysfs"
+    assert result["gpus"][0]["pci_id"] == "10de:2335"
+    assert result["gpus"][0]["pci_address"] == "0000:00:06.0"
+    assert "driver does not answer" in result["message"]
 
 
 LSPCI_GPUS = [
