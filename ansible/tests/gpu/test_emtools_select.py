@@ -45,11 +45,26 @@ BUILDS = motioncor2("1.6.3", ["10.2", "11.6", "11.8", "12.1"]) + motioncor2("1.6
     ("10.2", "minor", "1.6.3", "10.2"),
     ("12.1", "exact", "1.6.4", "12.1"),
     ("11.8", "exact", "1.6.3", "11.8"),   # exact: 1.6.4 has no 11.8 build
+    ("11.8", "backward", "1.6.4", "11.6"),
+    ("12.4", "backward", "1.6.4", "12.1"),
+    ("13.0", "backward", "1.6.4", "12.1"),  # driver 580 on the recorded H200 host: CUDA 13.0
 ])
 def test_selects_the_build_for_the_host_cuda(host, match, version, cuda):
     chosen = emtools.emtools_select(BUILDS, "motioncor2", host, "", match)
     assert chosen["ok"], chosen["msg"]
     assert (chosen["build"]["version"], chosen["build"]["cuda"]) == (version, cuda)
+
+
+def test_default_accepts_older_cuda_majors_and_minor_does_not():
+    """A current driver reports a CUDA major that no MotionCor2 build has yet (13.0 on the
+    recorded H200): by default the newest older build is chosen; `minor` refuses it."""
+    assert emtools.emtools_select(BUILDS, "motioncor2", "13.0")["build"]["cuda"] == "12.1"
+    refused = emtools.emtools_select(BUILDS, "motioncor2", "13.0", "", "minor")
+    assert not refused["ok"] and "needs CUDA 13.0 (minor match)" in refused["msg"]
+    older = emtools.emtools_select(BUILDS, "motioncor2", "11.4")  # 1.6.4 has no build <= 11.4
+    assert (older["build"]["version"], older["build"]["cuda"]) == ("1.6.3", "10.2")
+    pinned = emtools.emtools_select(BUILDS, "motioncor2", "11.4", "1.6.4")
+    assert not pinned["ok"] and "needs CUDA 11.4 (backward match)" in pinned["msg"]
 
 
 def test_pinned_version_picks_its_closest_build():

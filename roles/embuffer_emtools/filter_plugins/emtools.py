@@ -48,8 +48,12 @@ def version_key(version):
 def cuda_fits(build_cuda, host_cuda, match):
     """Whether a build made for build_cuda runs with the host's CUDA.
 
-    exact: same major.minor. minor (CUDA's minor version compatibility): same major, and a
-    build minor not above the host's. A CPU build ('') fits every host.
+    backward: a build for the host's CUDA or any older one, majors included. The host's CUDA
+    is the driver's (nvidia-smi), and a driver runs programs built for older CUDA releases;
+    their runtime libraries must be installed, which the role's ldd check proves. (Seen on an
+    H200: driver 580 reports CUDA 13.0 while MotionCor2 builds stop at 12.x.)
+    minor: the same major, and a build minor not above the host's. exact: same major.minor.
+    A CPU build ('') fits every host.
     """
     if build_cuda == "":
         return True
@@ -58,7 +62,9 @@ def cuda_fits(build_cuda, host_cuda, match):
     if match == "exact":
         return build_cuda == host_cuda
     build, host = _cuda_key(build_cuda), _cuda_key(host_cuda)
-    return build[0] == host[0] and build[1] <= host[1]
+    if match == "minor":
+        return build[0] == host[0] and build[1] <= host[1]
+    return build <= host
 
 
 def _describe(builds):
@@ -109,7 +115,7 @@ def _normalize(tool, index, entry):
     }
 
 
-def emtools_select(artifacts, tool, host_cuda="", version="", match="minor"):
+def emtools_select(artifacts, tool, host_cuda="", version="", match="backward"):
     """Pick one build of `tool` for a host; returns {'ok', 'msg', 'build'} (never raises)."""
     try:
         builds = [_normalize(tool, i, entry) for i, entry in enumerate(artifacts or [])]
