@@ -178,8 +178,11 @@ class Journal:
         WAL file is what FULL would have done at each commit. No lock is held meanwhile:
         the other threads go on committing. Done in every mode: the transactions to make
         durable may be another process's (purge relies on the archive service's)."""
+        # SQLite keeps the WAL beside the database file a symlink points to, so resolve it:
+        # a wrong name here would read as "no WAL" and sync nothing.
+        database = os.path.realpath(self.path)
         try:
-            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+            fd = os.open(f"{database}-wal", os.O_RDONLY)
         except FileNotFoundError:
             return  # no WAL: everything was checkpointed into the (synced) database file
         try:
@@ -187,7 +190,7 @@ class Journal:
         finally:
             os.close(fd)
         if not self._folder_synced:  # the WAL's own name, once, in case it was just created
-            folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            folder = os.open(os.path.dirname(database), os.O_RDONLY | os.O_DIRECTORY)
             try:
                 os.fsync(folder)
             finally:

@@ -1,0 +1,36 @@
+"""The journal's durability barrier (journal.py, Durability) on real files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from embuffer.journal import Journal
+
+
+def synced_paths(monkeypatch) -> list[str]:
+    seen: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        seen.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return seen
+
+
+def test_make_durable_syncs_the_wal_of_a_symlinked_journal(tmp_path, monkeypatch):
+    """SQLite keeps the WAL beside the file a symlink points to; the barrier must sync that
+    WAL, not look for one beside the link and, finding none, sync nothing."""
+    real = tmp_path / "disk" / "journal.sqlite"
+    real.parent.mkdir()
+    link = tmp_path / "journal.sqlite"
+    link.symlink_to(real)
+    journal = Journal(link, sync_each_commit=False)
+    journal.set_setting("probe", 1)
+    assert Path(f"{real}-wal").exists() and not Path(f"{link}-wal").exists()
+    seen = synced_paths(monkeypatch)
+    journal.make_durable()
+    assert f"{real}-wal" in seen
+    assert str(real.parent) in seen  # the WAL's name, the first time
