@@ -85,9 +85,6 @@ class Purger:
         planned_free = 0
         total = shutil.disk_usage(self.config.buffer_root).total or 1
         verb = "would remove" if dry_run else "removed"
-        # The archive service commits without syncing each commit (journal.py): the primary
-        # verifications this run relies on must be on the device before anything is removed.
-        self.journal.make_durable()
         for movie in self._eligible_sorted():
             age = now - float(movie.verified_at or movie.first_seen)
             projected = used - 100.0 * planned_free / total
@@ -168,6 +165,9 @@ class Purger:
                 "paranoid": self.paranoid,
             }
         )
+        # The archive service commits without syncing each commit (journal.py): the primary
+        # verification read for this movie must be on the device before its buffer copy goes.
+        self.journal.make_durable()
         if path.is_dir() and not path.is_symlink():
             remove_tree_quietly(path)
         elif os.path.lexists(path):
