@@ -114,6 +114,8 @@ class RamDisk:
         if self.device:
             subprocess.run(["losetup", "-d", self.device], check=False)
         self.backing.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.backing.parent.rmdir()
 
 
 @dataclass
