@@ -34,3 +34,17 @@ def test_make_durable_syncs_the_wal_of_a_symlinked_journal(tmp_path, monkeypatch
     journal.make_durable()
     assert f"{real}-wal" in seen
     assert str(real.parent) in seen  # the WAL's name, the first time
+
+
+def test_make_durable_after_the_last_connection_closed_syncs_nothing(tmp_path, monkeypatch):
+    """Closing the last connection checkpoints the WAL into the database and removes it; the
+    barrier then has nothing to sync and must not fail."""
+    path = tmp_path / "journal.sqlite"
+    journal = Journal(path, sync_each_commit=False)
+    journal.set_setting("probe", 1)
+    journal.close()
+    assert not Path(f"{path}-wal").exists()
+    seen = synced_paths(monkeypatch)
+    journal.make_durable()
+    assert seen == []
+    assert Journal(path).get_setting("probe") == 1

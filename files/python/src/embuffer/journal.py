@@ -134,8 +134,13 @@ class Journal:
         # (measured: up to ~100 ms per write while a verifier thread commits).
         self._write_lock = threading.RLock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as connection:
+        # Closed at once: `with connection` only commits, and the open connection lingered
+        # until the garbage collector found it, keeping the WAL from being checkpointed away.
+        connection = self._connect()
+        try:
             connection.executescript(SCHEMA)
+        finally:
+            connection.close()
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
