@@ -17,12 +17,12 @@ import sqlite3
 import subprocess
 
 from common import (
-    LAYOUTS,
     BenchHost,
-    bench_host,
+    add_throughput_arguments,
     drop_caches,
     embuffer,
     report_throughput,
+    throughput_host,
     timed,
 )
 from ingest_bench import make_master, stage
@@ -89,18 +89,10 @@ def forget_primary(host: BenchHost) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--movies", type=int, default=12)
-    parser.add_argument("--size-mib", type=int, default=64)
-    parser.add_argument("--layout", choices=(*LAYOUTS, "both"), default="both")
-    parser.add_argument("--rounds", type=int, default=3, help="medians over this many")
+    add_throughput_arguments(parser)
     args = parser.parse_args()
-    layouts = LAYOUTS if args.layout == "both" else (args.layout,)
     # the separate device holds the staged camera copies, then primary and a baseline copy
-    host = bench_host(
-        separate_mib=args.movies * (args.size_mib + 1) * 5 // 2 + 256
-        if "separate" in layouts
-        else 0
-    )
+    host, layouts = throughput_host(args, copies=2.5)
     try:
         names = make_master(host, args.movies, args.size_mib)
         for layout in layouts:

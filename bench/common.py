@@ -3,6 +3,7 @@ and helpers to time the durable baselines (`cp` + `sync`, `rsync -a` + `sync`)."
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -192,6 +193,21 @@ def compile_package() -> None:
         [sys.executable, "-m", "compileall", "-q", str(Path(embuffer.__file__).parent)],
         check=True,
     )
+
+
+def add_throughput_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--movies", type=int, default=12)
+    parser.add_argument("--size-mib", type=int, default=64)
+    parser.add_argument("--layout", choices=(*LAYOUTS, "both"), default="both")
+    parser.add_argument("--rounds", type=int, default=3, help="medians over this many")
+
+
+def throughput_host(args: argparse.Namespace, copies: float) -> tuple[BenchHost, tuple[str, ...]]:
+    """The bench host and the layouts asked for; the separate device, when one of them, holds
+    `copies` times the movies plus room for the filesystem."""
+    layouts = LAYOUTS if args.layout == "both" else (args.layout,)
+    separate_mib = int(args.movies * (args.size_mib + 1) * copies) + 256
+    return bench_host(separate_mib if "separate" in layouts else 0), layouts
 
 
 def bench_host(separate_mib: int = 0) -> BenchHost:

@@ -26,14 +26,14 @@ import time
 from pathlib import Path
 
 from common import (
-    LAYOUTS,
     BenchHost,
-    bench_host,
+    add_throughput_arguments,
     drop_caches,
     embuffer,
     percentile,
     report_throughput,
     summary,
+    throughput_host,
     timed,
 )
 from support.movies import eer_bytes, mrc_bytes, tiff_bytes
@@ -194,19 +194,11 @@ def latency(host: BenchHost, files: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--movies", type=int, default=12)
-    parser.add_argument("--size-mib", type=int, default=64)
+    add_throughput_arguments(parser)
     parser.add_argument("--latency-files", type=int, default=30)
-    parser.add_argument("--layout", choices=(*LAYOUTS, "both"), default="both")
-    parser.add_argument("--rounds", type=int, default=3, help="medians over this many")
     args = parser.parse_args()
-    layouts = LAYOUTS if args.layout == "both" else (args.layout,)
     # the separate device holds the staged camera copies (latency movies are smaller)
-    host = bench_host(
-        separate_mib=args.movies * (args.size_mib + 1) * 5 // 4 + 256
-        if "separate" in layouts
-        else 0
-    )
+    host, layouts = throughput_host(args, copies=1.25)
     try:
         names = make_master(host, args.movies, args.size_mib)
         for layout in layouts:
