@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright: embuffer contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: BSD-3-Clause
 """Choose which facility artifact (tool build) fits a host's CUDA version."""
 
 from __future__ import absolute_import, division, print_function

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: embuffer contributors
-# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: BSD-3-Clause
 """Detect NVIDIA GPUs, their driver and CUDA version without ever failing on a host without one."""
 
 from __future__ import absolute_import, division, print_function

@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# Copyright: embuffer contributors
+# SPDX-License-Identifier: BSD-3-Clause
 """Print, as one JSON object, the [Images] path of leginon.cfg and of its backup copy.
 
 Usage: leginon_images_path.py LEGINON_CFG BACKUP. For each file ("config", "backup"): whether it exists, the value Leginon reads
