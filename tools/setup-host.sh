@@ -9,6 +9,7 @@ APT_PACKAGES=(
   podman runc debootstrap zstd       # test hosts booted with systemd
   rsync acl xfsprogs e2fsprogs       # benchmarks' baselines, ACL checks, loop filesystems
   prometheus                         # promtool for the alert-rule tests
+  fuse3                              # fusermount3 and libfuse3 for the power-cut test filesystem
   python3-venv git make
 )
 missing=()
