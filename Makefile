@@ -1,15 +1,19 @@
 # The two commands of the README:
 #   make demo  - build the test hosts, bring up a buffer host and a leginondb host on this
-#                machine, converge site.yml, and show sample movies arriving (tools/demo.sh)
+#                machine, converge site.yml, and show sample movies arriving (tools/demo.sh);
+#                every run starts from fresh hosts. `make demo-clean` tears them down.
 #   make test  - everything CI runs: unit and fault tests, lint, molecule scenarios
 # Both install what they need first (tools/setup-host.sh), so they work on a fresh machine.
-.PHONY: setup demo test test-python lint molecule bench clean
+.PHONY: setup demo demo-clean test test-python lint molecule bench
 
 setup:
 	bash tools/setup-host.sh
 
 demo: setup
 	bash tools/demo.sh
+
+demo-clean:
+	bash tools/demo.sh clean
 
 test: setup
 	bash tools/run-tests.sh

@@ -34,8 +34,6 @@ fi
 export MOLECULE_NOFILE MOLECULE_NPROC
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-false}
 
-bash tools/testhost/build-image.sh
-
 if [ "$TARGET" = all ]; then
   mapfile -t SCENARIOS < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' \
                            | xargs -n1 basename | sort)
@@ -44,10 +42,45 @@ else
   SCENARIOS=("$TARGET")
 fi
 
+if [ "$COMMAND" != destroy ]; then
+  bash tools/testhost/build-image.sh
+fi
+# Preflight before the first scenario: the scenarios' hosts must find each other by name.
+case $COMMAND in
+  test|create|converge)
+    if [ -z "${EMBUFFER_NETWORK_CHECKED:-}" ]; then
+      mapfile -t networks < <(bash tools/testhost/scenario-networks.sh "${SCENARIOS[@]}")
+      [ ${#networks[@]} -eq 0 ] || bash tools/testhost/network-check.sh "${networks[@]}"
+    fi ;;
+esac
+
+# molecule remembers created instances in its state file and then skips `create`; after a
+# failed run, a reboot or a `podman rm` by hand, the containers are gone and converge would
+# find the hosts UNREACHABLE. Forget such instances first (`test` starts with destroy anyway).
+believes_created() {  # molecule's state file says the scenario's instances exist
+  molecule -c molecule/base.yml list -s "$1" -f plain 2>/dev/null | awk -F'\t' '$5 == "true" {found=1} END {exit !found}'
+}
+platforms() {
+  python -c 'import sys, yaml
+for p in yaml.safe_load(open(sys.argv[1]))["platforms"]: print(p["name"])' "molecule/$1/molecule.yml"
+}
+forget_vanished_instances() {
+  local scenario=$1 name
+  believes_created "$scenario" || return 0
+  for name in $(platforms "$scenario"); do
+    if [ "$(podman container inspect --format '{{.State.Running}}' "$name" 2>/dev/null)" != true ]; then
+      echo "=== molecule believes the $scenario hosts exist, but $name is not running: destroying first"
+      molecule -c molecule/base.yml destroy -s "$scenario"
+      return 0
+    fi
+  done
+}
+
 failed=()
 summary=()
 for scenario in "${SCENARIOS[@]}"; do
   started=$SECONDS
+  case $COMMAND in test|destroy) ;; *) forget_vanished_instances "$scenario" ;; esac
   echo "=== molecule $COMMAND -s $scenario"
   if molecule -c molecule/base.yml "$COMMAND" -s "$scenario" "$@"; then
     result=passed

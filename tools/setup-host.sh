@@ -4,24 +4,42 @@
 # the test tools and the embuffer package itself (editable). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Container name resolution: the buffer test host reaches leginondb as `embuffer-leginondb`.
+# Debian 12's podman 4.3 resolves names on a network only with one of two packages sets:
+# - netavark + aardvark-dns (chosen): podman's own network stack and its upstream default
+#   since 4.0, the only one left in podman 5 (Debian 13), and what these scripts need nowhere
+#   to configure: podman picks netavark by itself at its first use when netavark is installed
+#   and no image, container or CNI network exists yet. netavark 1.4 drives iptables, which it
+#   does not pull in itself.
+# - the CNI dnsname plugin (golang-github-containernetworking-plugin-dnsname): a dnsmasq per
+#   network; the plugin is archived upstream and CNI is gone from podman 5.
+# podman records its choice in its storage (defaultNetworkBackend) and keeps it. A machine
+# whose podman had already settled on CNI before this script ran would need
+# `network_backend = "netavark"` in containers.conf plus `podman system reset`, which deletes
+# every container, image, volume and network of the machine, not only ours: on such a machine
+# this script installs the dnsname plugin instead and leaves podman's choice alone.
 APT_PACKAGES=(
   mariadb-server mariadb-client      # the private test leginondb
   podman runc debootstrap zstd       # test hosts booted with systemd
+  netavark aardvark-dns iptables     # their network: containers resolve each other by name
   rsync acl xfsprogs e2fsprogs       # benchmarks' baselines, ACL checks, loop filesystems
   prometheus                         # promtool for the alert-rule tests
   fuse3                              # fusermount3 and libfuse3 for the power-cut test filesystem
   python3-venv git make
 )
-missing=()
-for package in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+CNI_DNS_PACKAGE=golang-github-containernetworking-plugin-dnsname
+
+install_packages() {
+  local missing=() package
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
   echo "installing Debian packages: ${missing[*]}"
   apt-get update -qq
   # A policy-rc.d keeps the packaged services (mariadb, prometheus) from starting on this
   # host: the tests run their own private instances. Ours is removed again afterwards.
-  own_policy=false
+  local own_policy=false
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod +x /usr/sbin/policy-rc.d
@@ -29,7 +47,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   if $own_policy; then rm -f /usr/sbin/policy-rc.d; fi
+}
+
+install_packages "${APT_PACKAGES[@]}"
+
+backend=$(podman info --format '{{.Host.NetworkBackend}}')
+if [ "$backend" = cni ]; then
+  echo "podman on this machine already uses the CNI network backend: adding $CNI_DNS_PACKAGE for name resolution"
+  install_packages "$CNI_DNS_PACKAGE"
 fi
+# A scenario network created before name resolution was installed keeps resolving nothing:
+# remove it (with the test hosts on it); molecule creates it again, this time with DNS.
+mapfile -t networks < <(bash tools/testhost/scenario-networks.sh)
+for network in "${networks[@]}"; do
+  if podman network exists "$network" &&
+     [ "$(podman network inspect --format '{{.DNSEnabled}}' "$network")" != true ]; then
+    echo "podman network $network was made without name resolution: removing it and its containers"
+    podman network rm -f "$network" >/dev/null
+  fi
+done
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
@@ -37,4 +74,4 @@ fi
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q -r requirements-dev.txt
 .venv/bin/pip install -q -e 'files/python[test]'
-echo "tools ready in $(pwd)/.venv"
+echo "tools ready in $(pwd)/.venv (podman network backend: $backend)"
