@@ -78,7 +78,7 @@ acquire() {
   done
 
   step "The camera writes the movies into its share $CAMERA_FOLDER on $BUFFER"
-  # 8 frames of 1024x1024 int16 each: an 8 MiB MRC movie with a whole, valid header.
+  # 8 frames of 1024x1024 int16 each: a 16 MiB MRC movie with a whole, valid header.
   podman exec -i "$BUFFER" python3 - "$CAMERA_FOLDER" "$stamp" "$MOVIES" <<'PY'
 import os, struct, sys
 folder, stamp, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -150,11 +150,14 @@ print(f"({len(text.splitlines())} lines in all)")' "$MOVIES"
 closing() {
   cat <<EOF
 
-The demo hosts are still running:
-  podman exec -it $BUFFER bash            # the buffer server (embuffer status, journalctl -u embuffer-ingest)
-  podman exec -it $DB mariadb leginondb   # leginondb (BufferHostData, BufferFramePathData)
-  tools/demo.sh acquire                   # acquire more exposures
-The status screen above is in $CAPTURE/status.svg (tools/status-picture.sh makes the README's PNG of it).
+The demo hosts are still running. To look around:
+  podman exec -it $BUFFER bash
+      the buffer server: embuffer status, journalctl -u embuffer-ingest, ls /primary/frames
+  podman exec -it $DB mariadb leginondb
+      leginondb: BufferHostData, BufferFramePathData
+  tools/demo.sh acquire
+      a few more exposures, sent through the same hosts
+The status screen above is kept in $CAPTURE/ (tools/status-picture.sh makes the README's PNG from it).
 Tear everything down with:
   make demo-clean
 EOF

@@ -21,6 +21,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 mkdir -p "$(dirname "$PNG")"
-rsvg-convert --background-color=white -o "$PNG.tmp" "$SVG"
+# Two adjustments for librsvg, which ignores textLength and strips the no-break spaces that
+# pad each run of text: keep every space, and size the font so that DejaVu Sans Mono's
+# advance (0.602 em) fills the 12.2 px cell rich lays the screen out in (0.61 em of 20 px).
+tuned=$(mktemp --suffix=.svg)
+trap 'rm -f "$tuned"' EXIT
+sed -e 's/<svg /<svg xml:space="preserve" /' -e 's/font-size: 20px;/font-size: 20.26px;/' "$SVG" > "$tuned"
+rsvg-convert --background-color=white -o "$PNG.tmp" "$tuned"
 mv "$PNG.tmp" "$PNG"
 echo "wrote $PNG from $SVG"
