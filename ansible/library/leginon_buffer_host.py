@@ -22,6 +22,10 @@ description:
     them by C(DEF_id). Older rows for the same camera and buffer host are left as they are.
   - Works on databases created before the C(append full head) column existed; see
     O(append_full_head) and O(add_append_full_head_column).
+  - Leginon's ORM creates a table only when its first row is inserted, so a site that never
+    used a buffer server has no C(BufferHostData) and no C(BufferFramePathData). Both are then
+    created with the ORM's layout (the login needs CREATE on them); a database without
+    C(InstrumentData) is refused as not being a leginondb.
 author:
   - embuffer contributors
 requirements:
@@ -186,6 +190,12 @@ append_full_head_column_added:
   returned: success
   type: bool
   sample: false
+tables_created:
+  description: The buffer tables this run created (would create, in check mode).
+  returned: success
+  type: list
+  elements: str
+  sample: [BufferFramePathData]
 rows:
   description:
     - One entry per matching camera, the newest C(BufferHostData) row for it and O(buffer_hostname)
@@ -270,6 +280,32 @@ COLUMNS = {
 }
 APPEND_COLUMN = COLUMNS["append_full_head"]
 BOOLEAN_FIELDS = ("disabled", "append_full_head")
+# Leginon's ORM creates a table when its first row is inserted, so a site that never used a
+# buffer server has neither of these. They are created here exactly as the ORM would, so that
+# the buffer's first movie can record its buffer frame path (the ingest may only INSERT).
+SINEDON_TABLES = {
+    "BufferHostData": (
+        "CREATE TABLE IF NOT EXISTS `BufferHostData` ("
+        " `DEF_id` int(16) NOT NULL AUTO_INCREMENT,"
+        " `DEF_timestamp` timestamp NOT NULL DEFAULT current_timestamp(),"
+        " `REF|InstrumentData|ccdcamera` INT(20) NULL DEFAULT NULL,"
+        " `buffer hostname` TEXT NULL, `buffer base path` TEXT NULL,"
+        " `disabled` TINYINT(1) NULL DEFAULT 0, `append full head` TINYINT(1) NULL DEFAULT 0,"
+        " PRIMARY KEY (`DEF_id`), KEY `DEF_timestamp` (`DEF_timestamp`),"
+        " KEY `REF|InstrumentData|ccdcamera` (`REF|InstrumentData|ccdcamera`))"
+    ),
+    "BufferFramePathData": (
+        "CREATE TABLE IF NOT EXISTS `BufferFramePathData` ("
+        " `DEF_id` int(16) NOT NULL AUTO_INCREMENT,"
+        " `DEF_timestamp` timestamp NOT NULL DEFAULT current_timestamp(),"
+        " `REF|SessionData|session` INT(20) NULL DEFAULT NULL,"
+        " `REF|BufferHostData|host` INT(20) NULL DEFAULT NULL,"
+        " `buffer frame path` TEXT NULL,"
+        " PRIMARY KEY (`DEF_id`), KEY `DEF_timestamp` (`DEF_timestamp`),"
+        " KEY `REF|SessionData|session` (`REF|SessionData|session`),"
+        " KEY `REF|BufferHostData|host` (`REF|BufferHostData|host`))"
+    ),
+}
 
 
 def column_sql(field):
@@ -402,14 +438,27 @@ def diff_key(camera):
     return "%s (InstrumentData %s)" % (camera["name"], camera["id"])
 
 
+def missing_tables(module, cursor):
+    """The buffer tables this leginondb lacks; created now unless in check mode."""
+    if not table_columns(cursor, INSTRUMENTS):
+        raise LeginonDBError(
+            "the database has no %s table: is login_db the Leginon database (leginondb)?"
+            % INSTRUMENTS
+        )
+    missing = [table for table in SINEDON_TABLES if not table_columns(cursor, table)]
+    if missing and not module.check_mode:
+        for table in missing:
+            cursor.execute(SINEDON_TABLES[table])
+    return missing
+
+
 def run(module, connection, settings):
     params = module.params
     cursor = connection.cursor()
-    columns = table_columns(cursor, TABLE)
-    if not columns:
-        raise LeginonDBError(
-            "the database has no %s table: is login_db the Leginon database (leginondb)?" % TABLE
-        )
+    created = missing_tables(module, cursor)
+    # in check mode a table to be created is planned as the ORM would make it
+    had_table = TABLE not in created or not module.check_mode
+    columns = table_columns(cursor, TABLE) if had_table else set(COLUMNS.values())
     had_append = APPEND_COLUMN in columns
     cameras = find_cameras(cursor, params["camera_host"], params["camera_name"])
 
@@ -430,7 +479,11 @@ def run(module, connection, settings):
 
     plans = []
     for camera in cameras:
-        before = newest_row(cursor, camera["id"], params["buffer_hostname"], had_append)
+        before = (
+            newest_row(cursor, camera["id"], params["buffer_hostname"], had_append)
+            if had_table
+            else None
+        )
         current = before
         if before is not None and add_column:
             # ALTER TABLE ... DEFAULT 0 gives existing rows 0; plan against that.
@@ -443,7 +496,11 @@ def run(module, connection, settings):
                 % (camera["name"], camera["id"], TABLE, params["buffer_hostname"])
             )
 
-    changed = add_column or any(plan["action"] in ("inserted", "updated") for plan in plans)
+    changed = (
+        bool(created)
+        or add_column
+        or any(plan["action"] in ("inserted", "updated") for plan in plans)
+    )
     if changed and not module.check_mode:
         if add_column:
             cursor.execute(
@@ -484,18 +541,21 @@ def run(module, connection, settings):
         rows=rows,
         append_full_head_supported=manage_append,
         append_full_head_column_added=add_column,
+        tables_created=created,
     )
     if module._diff:
         result["diff"] = dict(
             before_header="%s, %s" % (TABLE, describe_target(settings)),
             after_header="%s, %s" % (TABLE, describe_target(settings)),
             before=dict(
+                tables_missing=created,
                 append_full_head_column=had_append,
                 rows=dict(
                     (diff_key(plan["camera"]), plan["before"]) for plan in plans if plan["before"]
                 ),
             ),
             after=dict(
+                tables_missing=[],
                 append_full_head_column=manage_append,
                 rows=dict(
                     (diff_key(plan["camera"]), plan["after"]) for plan in plans if plan["after"]

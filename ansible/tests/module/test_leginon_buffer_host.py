@@ -419,14 +419,43 @@ def test_connection_errors_are_explained_without_the_password(leginondb, run_mod
     assert leginondb.buffer_rows() == []
 
 
-def test_a_database_without_leginon_tables_is_named(leginondb, run_module):
+def test_a_site_that_never_had_a_buffer_gets_the_tables_as_leginon_would_make_them(
+    leginondb, run_module
+):
+    # Leginon's ORM creates a table on its first row: such a site has neither buffer table.
+    leginondb.data.instrument("GatanK3", "k3-cam-01")
     with leginondb.data.connection.cursor() as cursor:
         cursor.execute("DROP TABLE `BufferHostData`")
+        cursor.execute("DROP TABLE `BufferFramePathData`")
+
+    checked = run_module(register(leginondb), check=True)
+    assert not checked.failed and checked.result["changed"]
+    assert checked.result["tables_created"] == ["BufferHostData", "BufferFramePathData"]
+    assert checked.result["rows"][0]["action"] == "inserted"
+    assert "BufferHostData" not in leginondb.data.tables()  # check mode wrote nothing
+
+    outcome = run_module(register(leginondb))
+    assert not outcome.failed and outcome.result["changed"]
+    assert {"BufferHostData", "BufferFramePathData"} <= leginondb.data.tables()
+    assert len(leginondb.buffer_rows()) == 1
+    # the ingest's insert works on the created table
+    with leginondb.data.connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO `BufferFramePathData` (`REF|SessionData|session`, "
+            "`REF|BufferHostData|host`, `buffer frame path`) VALUES (1, 1, '/b/x')"
+        )
+    again = run_module(register(leginondb))
+    assert not again.failed and not again.result["changed"] and again.result["tables_created"] == []
+
+
+def test_a_database_without_leginon_tables_is_named(leginondb, run_module):
+    with leginondb.data.connection.cursor() as cursor:
+        cursor.execute("DROP TABLE `InstrumentData`")
 
     outcome = run_module(register(leginondb))
 
     assert outcome.failed
-    assert "no BufferHostData table" in outcome.result["msg"]
+    assert "no InstrumentData table" in outcome.result["msg"]
 
 
 def test_missing_pymysql_fails_with_install_hint(leginondb, run_module, tmp_path):

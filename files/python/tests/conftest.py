@@ -21,10 +21,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from support.leginon_data import LeginonDB  # noqa: E402
 from support.mariadb_server import (  # noqa: E402
+    CORE_TABLES,
     TEST_PASSWORD,
     TEST_USER,
     MariaDBServer,
     start_private_server,
+    table_ddl,
 )
 
 _database_names = itertools.count(1)
@@ -124,11 +126,35 @@ class BufferHost:
         return self.buffer / user / name / "rawdata"
 
 
-@pytest.fixture
-def host(tmp_path: Path, mariadb: MariaDBServer) -> Iterator[BufferHost]:
-    """A fresh buffer host with its own database, camera registered like Leginon does."""
+# Columns that older leginondb installations lack (added to Leginon over the years).
+NEWER_COLUMNS = (
+    ("CameraEMData", "align frames"),
+    ("CameraEMData", "eer frames"),
+    ("CameraEMData", "frame flip"),
+    ("CameraEMData", "frame rotate"),
+    ("AcquisitionImageData", "REF|CorrectorPlanData|corrector plan"),
+    ("SessionData", "frame path"),
+    ("SessionData", "uid"),
+    ("SessionData", "gid"),
+    ("BufferHostData", "append full head"),
+)
+
+
+def make_host(
+    tmp_path: Path, mariadb: MariaDBServer, *, older_site: bool = False
+) -> tuple[BufferHost, pymysql.connections.Connection]:
+    """A buffer host whose leginondb holds only the core tables, as a real one made by
+    Leginon's ORM does until a row of another kind is inserted (the test helpers then create
+    the table, as the ORM would). `older_site`: without the newer columns as well."""
     database = f"leginondb_{os.getpid()}_{next(_database_names)}"
-    mariadb.create_leginondb(database)
+    ddl = table_ddl()
+    if older_site:
+        ddl = {table: _without(statement, table) for table, statement in ddl.items()}
+    mariadb.create_leginondb(
+        database,
+        tables=CORE_TABLES,
+        without_columns=NEWER_COLUMNS if older_site else (),
+    )
     connection = pymysql.connect(
         host="127.0.0.1",
         port=mariadb.port,
@@ -137,7 +163,7 @@ def host(tmp_path: Path, mariadb: MariaDBServer) -> Iterator[BufferHost]:
         database=database,
         autocommit=True,
     )
-    buffer_host = BufferHost(tmp_path, mariadb, database, LeginonDB(connection))
+    buffer_host = BufferHost(tmp_path, mariadb, database, LeginonDB(connection, ddl))
     for folder in (
         buffer_host.camera,
         buffer_host.buffer,
@@ -148,17 +174,50 @@ def host(tmp_path: Path, mariadb: MariaDBServer) -> Iterator[BufferHost]:
         folder.mkdir(parents=True)
     mariadb.write_credentials(buffer_host.credentials, database)
     buffer_host.write_config()
+    return buffer_host, connection
+
+
+def _without(statement: str, table: str) -> str:
+    """A CREATE TABLE statement without the newer columns (an older site's ORM)."""
+    dropped = {column for owner, column in NEWER_COLUMNS if owner == table}
+    lines = [
+        line
+        for line in statement.splitlines()
+        if not any(line.strip().startswith(f"`{column}`") for column in dropped)
+    ]
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def host(tmp_path: Path, mariadb: MariaDBServer) -> Iterator[BufferHost]:
+    """A fresh buffer host with its own database, camera registered like Leginon does."""
+    buffer_host, connection = make_host(tmp_path, mariadb)
     yield buffer_host
     connection.close()
 
 
 @pytest.fixture
-def registered(host: BufferHost) -> dict[str, int]:
-    """The camera and this buffer host registered in leginondb (BufferHostData enabled)."""
+def old_host(tmp_path: Path, mariadb: MariaDBServer) -> Iterator[BufferHost]:
+    """A buffer host whose leginondb predates the newer columns (and has only core tables)."""
+    buffer_host, connection = make_host(tmp_path, mariadb, older_site=True)
+    yield buffer_host
+    connection.close()
+
+
+def register(host: BufferHost) -> dict[str, int]:
+    """The camera and this buffer host registered in leginondb, as the registration role
+    does: it creates BufferHostData and BufferFramePathData when the site never had them."""
+    host.leginon.ensure_table("BufferFramePathData")
     camera_id = host.leginon.instrument("K3", CAMERA_HOST)
     host_row = host.leginon.buffer_host(camera_id, BUFFER_HOSTNAME, str(host.buffer))
     session_id = host.session(uid=os.getuid() + 1000, gid=os.getgid() + 1000)
     return {"camera": camera_id, "host_row": host_row, "session": session_id}
+
+
+@pytest.fixture
+def registered(host: BufferHost) -> dict[str, int]:
+    """The camera and this buffer host registered in leginondb (BufferHostData enabled)."""
+    return register(host)
 
 
 @contextmanager

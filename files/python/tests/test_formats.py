@@ -149,7 +149,7 @@ def test_upper_case_suffix_is_checked_not_waved_through(tmp_path: Path) -> None:
 def test_complete_mrc_of_every_mode(tmp_path: Path, mode: int, big_endian: bool) -> None:
     data = write_mrc(tmp_path / "m.mrc", 12, 10, 3, mode=mode, big_endian=big_endian)
     verdict = check_structure(tmp_path / "m.mrc")
-    assert verdict == StructureVerdict(True, verdict.reason, len(data))
+    assert verdict == StructureVerdict(True, verdict.reason, len(data), frames=3)
     assert f"= {len(data)} bytes" in verdict.reason
 
 
@@ -551,3 +551,11 @@ def test_generated_eer_reads_back_with_tifffile(tmp_path: Path) -> None:
             ((offset,), (count,)) = (page.dataoffsets, page.databytecounts)
             assert offset + count <= len(data)
         assert b"numberOfFrames" in tif.pages[0].tags[65001].value
+
+
+def test_whole_files_report_their_frame_count(tmp_path: Path) -> None:
+    # the page/section count the ingest compares with Leginon's nframes (frame_count.py)
+    assert check_structure(write(tmp_path / "a.tif", tiff_bytes(7, 8, 8))).frames == 7
+    assert check_structure(write(tmp_path / "b.mrc", mrc_bytes(8, 8, 5))).frames == 5
+    assert check_structure(write(tmp_path / "c.eer", eer_bytes(11))).frames == 11
+    assert check_structure(write(tmp_path / "d.tif", tiff_bytes(7, 8, 8)[:-1])).frames is None

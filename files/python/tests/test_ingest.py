@@ -237,6 +237,7 @@ def test_wrong_camera_host_deletes_nothing(host, registered):
 
 def test_append_full_head_mode_and_disabled_buffer_host(host):
     leginon = host.leginon
+    leginon.ensure_table("BufferFramePathData")  # as the registration role does
     camera = leginon.instrument("K3", CAMERA_HOST)
     leginon.buffer_host(camera, "buffer-01", str(host.buffer), append_full_head=True)
     image_path = host.root / "common" / "leginon" / "22oct25a" / "rawdata"

@@ -105,11 +105,17 @@ class Archiver:
             if self.paused():
                 self.stop.wait(1.0)
                 continue
-            if time.monotonic() - last_reconcile > RECONCILE_SECONDS:
-                self.reconcile()
-                last_reconcile = time.monotonic()
-            if self.backoff.ready():
-                self.mirror_backlog()
+            try:
+                if time.monotonic() - last_reconcile > RECONCILE_SECONDS:
+                    self.reconcile()
+                    last_reconcile = time.monotonic()
+                if self.backoff.ready():
+                    self.mirror_backlog()
+            except Exception as error:  # noqa: BLE001 - logged, counted, retried after a pause
+                delay = self.backoff.failed()
+                log.error("archive pass failed: %r; retry in %.0f s", error, delay, exc_info=error)
+                with contextlib.suppress(Exception):
+                    self.journal.event("unexpected_error", detail=f"archive pass: {error!r}")
             self.stop.wait(self.config.archive.poll_seconds)
 
     def run_once(self) -> bool:
@@ -379,6 +385,15 @@ class _Finisher:
         except OSError as error:
             self.failed.set()
             self.archiver.record_error(movie, error)
+        except Exception as error:  # noqa: BLE001 - the finisher must not die (the pass would hang)
+            self.failed.set()
+            log.error("archive of %s failed: %r", movie.dest_path, error, exc_info=error)
+            with contextlib.suppress(Exception):
+                self.archiver.journal.event(
+                    "unexpected_error",
+                    movie_id=movie.id,
+                    detail=f"archive of {movie.dest_path}: {error!r}",
+                )
 
 
 def _either(first: threading.Event, second: threading.Event) -> threading.Event:

@@ -27,6 +27,7 @@ log = logging.getLogger("embuffer")
 EXIT_CONFIG = 78  # EX_CONFIG: the configuration is unusable
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another instance holds the journal
 EXIT_INCOMPLETE = 1  # the command ran but could not finish its job (told in the log)
+EXIT_SOFTWARE = 70  # EX_SOFTWARE: a worker thread died; systemd restarts the service
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -116,6 +117,15 @@ def _ingest_forever(workers: list[CameraIngest], stop: threading.Event) -> int:
         stop.wait(1.0)
         for thread in threads:
             thread.join(timeout=0.01)
+        dead = [thread.name for thread in threads if not thread.is_alive()]
+        if dead and not stop.is_set():
+            # A camera without its worker would look alive to systemd; end the process so
+            # that Restart=on-failure brings every camera back.
+            log.critical("%s ended unexpectedly; stopping so that systemd restarts", dead[0])
+            stop.set()
+            for thread in threads:
+                thread.join()
+            return EXIT_SOFTWARE
     return 0
 
 

@@ -35,6 +35,9 @@ class CameraConfig:
     settle_seconds: float = 1.0
     # Files whose format has no structure check (timing only) wait this much longer.
     unstructured_settle_seconds: float = 30.0
+    # A movie with fewer frames than its Leginon row counts waits this long unchanged before
+    # it is taken as it is (a wrong count must not stop the camera).
+    frame_count_settle_seconds: float = 30.0
     destination_head: str = ""
     poll_seconds: float = 1.0
 
@@ -97,6 +100,7 @@ _CAMERA_KEYS: _Spec = {
     "grace_minutes": ((int, float), False, 20),
     "settle_seconds": ((int, float), False, 1),
     "unstructured_settle_seconds": ((int, float), False, 30),
+    "frame_count_settle_seconds": ((int, float), False, 30),
     "destination_head": ((str,), False, ""),
     "poll_seconds": ((int, float), False, 1),
 }
@@ -240,6 +244,7 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH, *, check_paths: bool = True) -
                     grace_minutes=float(values["grace_minutes"]),
                     settle_seconds=float(values["settle_seconds"]),
                     unstructured_settle_seconds=float(values["unstructured_settle_seconds"]),
+                    frame_count_settle_seconds=float(values["frame_count_settle_seconds"]),
                     destination_head=values["destination_head"],
                     poll_seconds=float(values["poll_seconds"]),
                 )

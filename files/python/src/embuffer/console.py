@@ -23,7 +23,16 @@ from embuffer.config import Config
 from embuffer.journal import Journal
 from embuffer.status import Status, ago, collect, render, size
 
-ERROR_ACTIONS = ("error", "db_error", "verify_failed", "archive_error", "reference_error")
+ERROR_ACTIONS = (
+    "error",
+    "db_error",
+    "verify_failed",
+    "archive_error",
+    "reference_error",
+    "unexpected_error",
+    "placement_refused",
+    "held",
+)
 RECENT_ERRORS = 5
 HOURS_TO_FULL_WARNING = 12.0
 
@@ -62,7 +71,9 @@ def camera_table(status: Status, now: float) -> Table:
             justify="right" if column in ("rate", "in flight", "moved", "quarantined") else "left",
         )
     for camera in status.cameras:
-        if camera.last_error and (camera.last_error_at or 0) >= (camera.last_file_at or 0):
+        if camera.held:
+            state = Text(f"{len(camera.held)} held", style="bold red")
+        elif camera.last_error and (camera.last_error_at or 0) >= (camera.last_file_at or 0):
             state = Text("failing", style="bold red")
         elif camera.in_flight:
             state = Text("copying", style="green")
@@ -150,9 +161,27 @@ def errors_table(errors: list[RecentError], now: float) -> Table:
     return table
 
 
+def held_table(status: Status, now: float) -> Table:
+    table = Table(title="Held on the camera share", title_justify="left", expand=True)
+    for column in ("camera", "file", "failures", "held", "last error"):
+        table.add_column(column, overflow="fold")
+    for camera in status.cameras:
+        for held in camera.held:
+            table.add_row(
+                camera.host,
+                held["file"],
+                str(held["failures"]),
+                ago(held["since"], now),
+                Text(held["error"], style="red"),
+            )
+    return table
+
+
 def screen(status: Status, errors: list[RecentError], now: float) -> RenderableType:
+    held = [held_table(status, now)] if any(camera.held for camera in status.cameras) else []
     return Group(
         camera_table(status, now),
+        *held,
         archive_table(status, now),
         buffer_table(status),
         errors_table(errors, now),

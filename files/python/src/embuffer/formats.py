@@ -58,6 +58,7 @@ class StructureVerdict:
     complete: bool | None
     reason: str
     expected_size: int | None = None
+    frames: int | None = None  # MRC nz, TIFF/EER pages (IFDs) of a whole file
 
 
 class ByteSource(Protocol):
@@ -199,7 +200,7 @@ def _check_mrc(source: ByteSource) -> StructureVerdict:
     expected = MRC_HEADER_BYTES + nsymbt + data_bytes
     sums = f"{MRC_HEADER_BYTES}+{nsymbt}+{formula} = {expected} bytes, file has {size}"
     if size - MRC_HEADER_BYTES - nsymbt in accepted:
-        return StructureVerdict(True, f"MRC header says {sums}{order_note}", expected)
+        return StructureVerdict(True, f"MRC header says {sums}{order_note}", expected, nz)
     relation = "smaller" if size < expected else "larger"
     return StructureVerdict(
         False, f"MRC header says {sums}: file is {relation} than header says", expected
@@ -276,6 +277,7 @@ def _check_tiff(source: ByteSource, label: str) -> StructureVerdict:
         True,
         f"{label} ({kind}, {order}): {pages} IFDs, chain ends, all strips/tiles inside "
         f"the file ({size} bytes)",
+        frames=pages,
     )
 
 

@@ -1,9 +1,15 @@
 """Ingest: one worker per camera source, camera share -> buffer, verified.
 
 Each camera runs in its own thread with its own database connection, so a slow or hung CIFS
-share stalls only its own camera. A second thread per camera re-reads finished copies, so
-verifying one movie overlaps copying the next. The decisions (match, place, quarantine) are
-made here; the irreversible steps live in transfer.py.
+share stalls only its own camera. Verifier threads (VERIFIER_THREADS per camera) re-read
+finished copies, so verifying one movie overlaps copying the next. The decisions (match,
+place, quarantine) are made here; the irreversible steps live in transfer.py.
+
+No thread of a camera dies of one file: an exception nobody foresaw is logged with the file
+it concerns, counted (`unexpected_error` events), and the file is retried later while the
+camera goes on with the next one; a file that keeps failing is held on the camera share
+(holds.py). Anything that escapes even that ends the thread, and the service then exits
+non-zero so that systemd restarts it (cli.py).
 """
 
 from __future__ import annotations
@@ -20,10 +26,14 @@ from pathlib import Path
 from embuffer import journal as j
 from embuffer.config import CameraConfig, Config
 from embuffer.dbcreds import read_credentials
+from embuffer.frame_count import frame_count
+from embuffer.frame_paths import register_outage_sessions
+from embuffer.holds import FailureTracker, retry_delay
 from embuffer.journal import Journal
 from embuffer.leginondb import Backoff, DatabaseUnavailable, LeginonDB
 from embuffer.matching import (
     ImageMatch,
+    Refusal,
     destination_name,
     explain_miss,
     find_image,
@@ -34,13 +44,24 @@ from embuffer.matching import (
 )
 from embuffer.quarantine import quarantine_movie, quarantined
 from embuffer.references import ReferenceWriter
-from embuffer.scan import Candidate, SettleTracker, Watch, list_candidates, sidecar_for
-from embuffer.transfer import Pending, Transfer, VerificationFailed
+from embuffer.scan import (
+    Candidate,
+    SettleTracker,
+    Snapshot,
+    Watch,
+    list_candidates,
+    sidecar_for,
+)
+from embuffer.transfer import Pending, SourceBusy, Transfer, VerificationFailed
 from embuffer.verified_copy import CopyAborted, Ownership, SourceChanged
 
 log = logging.getLogger("embuffer.ingest")
 PLACEMENT_CACHE_SECONDS = 30.0
 VERIFIER_THREADS = 2
+# how often the ingest records, for sessions placed during an outage, the buffer frame path
+REGISTRATION_SECONDS = 60.0
+# a camera copy the camera software still holds open is tried again this soon (at most)
+BUSY_RETRY_CAP_SECONDS = 60.0
 
 
 @dataclass
@@ -57,6 +78,7 @@ class _Placed:
     registered: bool
     session_name: str
     at: float
+    instrument_id: int
 
 
 class CameraIngest:
@@ -72,11 +94,21 @@ class CameraIngest:
         self.tracker = SettleTracker(camera.settle_seconds, camera.unstructured_settle_seconds)
         self.backoff = Backoff()
         self.references = ReferenceWriter(self.db, journal, camera.host)
-        # copies waiting to be published and verified by the second thread
+        # copies waiting to be published and verified by the verifier threads
         self.verify_queue: queue.Queue[Pending | int | None] = queue.Queue()
+        self.failures = FailureTracker(journal, camera.host)
         self._placements: dict[int, _Placed] = {}
         self._warned: set[str] = set()
         self._told: dict[str, str] = {}
+        # movie ids queued for, or being handled by, the verifiers, or waiting to be retried
+        self._with_verifiers: set[int] = set()
+        self._retries: list[tuple[float, int]] = []  # (monotonic due time, movie id)
+        self._retry_lock = threading.Lock()
+        self._busy_tries: dict[int, int] = {}
+        # movies whose frames fall short of the count: name -> (snapshot, wall deadline)
+        self._short: dict[str, tuple[Snapshot, float]] = {}
+        self._last_registration = 0.0
+        self._not_before: dict[str, float] = {}  # name -> monotonic time to look again
 
     # ---- lifecycle ---------------------------------------------------------------------
     def recover(self) -> None:
@@ -121,20 +153,44 @@ class CameraIngest:
             try:
                 if now - last_scan >= self.camera.poll_seconds:
                     candidates = list_candidates(self.camera.path, self._warned)
+                    self.failures.forget_missing({str(c.path) for c in candidates})
                     last_scan = now
                 self.run_pass(candidates, first_sight_ok=False)
+                self._requeue_due_retries()
+                self._housekeeping(now)
             except OSError as error:
                 self._tell("scan", f"cannot read camera folder {self.camera.path}: {error}")
+            except Exception as error:  # noqa: BLE001 - the camera must go on (module doc)
+                self._unexpected(None, error, "camera pass")
+                self.stop.wait(min(60.0, self.backoff.failed()))
             # Pending files are re-stated often so a file is picked up as soon as it settles.
             self.stop.wait(0.2)
         self._stop_verifiers(verifiers)
+
+    def _housekeeping(self, now: float) -> None:
+        """Journal what the database lacks (once per gap), and after an outage record where
+        the frames taken during it are (frame_paths.py)."""
+        for what, assumed in self.db.take_new_gaps():
+            self.journal.event(
+                "schema_missing",
+                camera=self.camera.host,
+                detail=f"leginondb has no {what}: {assumed}",
+            )
+        if now - self._last_registration >= REGISTRATION_SECONDS:
+            self._last_registration = now
+            try:
+                register_outage_sessions(self.db, self.journal, self.camera.host)
+            except DatabaseUnavailable as error:
+                log.warning("buffer frame paths not recorded yet: %s", error)
 
     def run_once(self) -> PassResult:
         verifiers = self._start_verifiers()
         try:
             self.recover()
             candidates = list_candidates(self.camera.path, self._warned)
-            return self.run_pass(candidates, first_sight_ok=True)
+            result = self.run_pass(candidates, first_sight_ok=True)
+            self._housekeeping(time.monotonic())
+            return result
         finally:
             self._stop_verifiers(verifiers)
 
@@ -148,22 +204,33 @@ class CameraIngest:
         for name in list(self.tracker.watches):
             if name not in names:
                 self.tracker.forget(name)
+                self._short.pop(name, None)
+                self._not_before.pop(name, None)
         for candidate in candidates:
             if self.stop.is_set():
                 break
-            watch = self.tracker.observe(candidate)
-            if watch is None:
+            if not self.failures.ready(str(candidate.path)) or (
+                time.monotonic() < self._not_before.get(candidate.name, 0.0)
+            ):
+                result.waiting += 1  # failed or refused lately: not due yet
                 continue
             try:
+                watch = self.tracker.observe(candidate)
+                if watch is None:
+                    continue
                 if not self.tracker.is_settled(watch, first_sight_ok=first_sight_ok):
                     if self._abandoned(watch):
                         self._quarantine_incomplete(candidate, watch)
                         self.tracker.forget(candidate.name)
                     result.waiting += 1
                     continue
-                if self.handle(candidate, watch.first_seen_wall):
+                if self._frames_pending(candidate, watch):
+                    result.waiting += 1
+                    continue
+                if self.handle(candidate, watch.first_seen_wall, watch=watch):
                     result.handled += 1
                     self.tracker.forget(candidate.name)
+                    self._short.pop(candidate.name, None)
                 else:
                     result.waiting += 1
             except DatabaseUnavailable as error:
@@ -185,9 +252,36 @@ class CameraIngest:
                 if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                     self.backoff.failed()
                     break
+            except Exception as error:  # noqa: BLE001 - one bad file must not stop a camera
+                result.errors.append(f"{candidate.name}: {error!r}")
+                self._unexpected(candidate.path, error, "ingest")
         else:
             self.backoff.succeeded()
         return result
+
+    def _unexpected(self, path: Path | None, error: Exception, step: str) -> None:
+        """Log and count an exception nobody foresaw; the file (if any) is retried later and
+        held after repeated failures (holds.py)."""
+        what = f"{step} of {str(path)!r}" if path is not None else step
+        detail = f"{what}: {type(error).__name__}: {error}"
+        log.error("unexpected failure in %s; the camera goes on", detail, exc_info=error)
+        try:
+            self.journal.event("unexpected_error", camera=self.camera.host, detail=detail)
+            if path is not None:
+                self.failures.failed(str(path), f"{step}: {type(error).__name__}: {error}")
+        except Exception as journal_error:  # noqa: BLE001 - logged; the file stays put
+            log.error("cannot record the failure in the journal: %s", journal_error)
+
+    def _frames_pending(self, candidate: Candidate, watch: Watch) -> bool:
+        """True while a movie found short of its frame count waits (see frame_count.py)."""
+        short = self._short.get(candidate.name)
+        if short is None:
+            return False
+        snapshot, deadline = short
+        if snapshot != watch.snapshot:
+            del self._short[candidate.name]  # it grew: judge it again
+            return False
+        return time.time() < deadline
 
     def retry_quarantined(self) -> tuple[int, int]:
         """Match quarantined files again; those that match now go to the buffer (verified)
@@ -208,7 +302,14 @@ class CameraIngest:
         self._drain_verifications()
         return placed, left
 
-    def handle(self, candidate: Candidate, first_seen: float, *, retry: bool = False) -> bool:
+    def handle(
+        self,
+        candidate: Candidate,
+        first_seen: float,
+        *,
+        retry: bool = False,
+        watch: Watch | None = None,
+    ) -> bool:
         """Process one settled candidate; True when it has left the camera share's queue."""
         source = str(candidate.path)
         movie = self.journal.active_movie_for_source(self.camera.host, source)
@@ -224,8 +325,14 @@ class CameraIngest:
         else:
             movie_id = movie.id
             if movie.state in (j.COPYING, j.COPIED, j.VERIFIED):
-                # in the second thread's hands (recover() reset those of a crashed run)
-                return True
+                if movie_id in self._with_verifiers:
+                    return True  # in the verifiers' hands
+                if movie.state != j.COPYING:
+                    self._to_verifiers(movie_id)  # a step that failed earlier: go on with it
+                    return True
+                # a copy abandoned in this run: remove the partial, copy again
+                if self.transfer.recover(movie) != "retry":
+                    return True
         key = frames_key(candidate.name, candidate.is_dir)
         match = find_image(self.db, key, self.camera.host, self.camera.check_days)
         if match is None:
@@ -233,9 +340,13 @@ class CameraIngest:
                 self.journal.db.execute("DELETE FROM movies WHERE id = ?", (movie_id,))
                 return False
             return self._unmatched(movie_id, candidate, key)
+        if not retry and self._short_of_frames(candidate, watch, match):
+            return False
         placed = self._place(match)
         if placed is None:
-            return True
+            # the placement was refused: ask the database again in a while, not every poll
+            self._not_before[candidate.name] = time.monotonic() + PLACEMENT_CACHE_SECONDS
+            return False
         if self.camera.destination_head and not str(placed.folder).startswith(
             self.camera.destination_head
         ):
@@ -259,8 +370,37 @@ class CameraIngest:
             self._quarantine_clash(movie_id, dest)
             return True
         self._copy_sidecar(candidate, match, placed)
-        self.verify_queue.put(outcome if isinstance(outcome, Pending) else movie_id)
+        self._to_verifiers(outcome if isinstance(outcome, Pending) else movie_id)
         return True
+
+    def _short_of_frames(
+        self, candidate: Candidate, watch: Watch | None, match: ImageMatch
+    ) -> bool:
+        """A movie with fewer frames than its Leginon row counts is still being written:
+        it waits until it reaches the count, or is taken as it is (with a warning naming
+        both counts) once it has been unchanged for frame_count_settle_seconds."""
+        if watch is None:
+            return False
+        count = frame_count(candidate.name, candidate.is_dir, watch.verdict, match.nframes)
+        if count is None or not count.short:
+            return False
+        written = watch.snapshot.mtime_ns / 1e9
+        deadline = written + self.camera.frame_count_settle_seconds
+        if time.time() < deadline:
+            self._short[candidate.name] = (watch.snapshot, deadline)
+            self._tell(
+                str(candidate.path),
+                f"{candidate.name!r}: {count.describe()}; waiting for the rest (taken as it "
+                f"is after {self.camera.frame_count_settle_seconds:g} s without a change)",
+            )
+            return True
+        detail = (
+            f"{candidate.name!r} holds {count.describe()} and has not changed for "
+            f"{self.camera.frame_count_settle_seconds:g} s: taken as it is"
+        )
+        log.warning("%s", detail)
+        self.journal.event("frame_count_short", camera=self.camera.host, detail=detail)
+        return False
 
     # ---- decisions -----------------------------------------------------------------------
     def _abandoned(self, watch: Watch) -> bool:
@@ -332,23 +472,16 @@ class CameraIngest:
         placement = session_buffer_folder(
             self.db, session, match.instrument_id, str(self.config.buffer_root)
         )
-        if placement is None:
-            self._tell(
-                f"session-{session.session_id}",
-                f"session {session.name}: image path {session.image_path!r} has no "
-                "'leginon' part, so no buffer frame path exists; its frames stay on the "
-                "camera share until the session is fixed",
+        if isinstance(placement, Refusal):
+            message = (
+                f"session {session.name}: {placement.reason}; its frames stay on the camera "
+                "share until that is fixed"
             )
+            if self._told.get(f"session-{session.session_id}") != message:
+                self.journal.event("placement_refused", camera=self.camera.host, detail=message)
+            self._tell(f"session-{session.session_id}", message)
             return None
         folder = Path(os.path.normpath(placement.folder))
-        root = self.config.buffer_root
-        if folder != root and root not in folder.parents:
-            self._tell(
-                f"session-{session.session_id}",
-                f"session {session.name}: buffer frame path {folder} is outside the "
-                f"buffer root {root}; its frames stay on the camera share",
-            )
-            return None
         uid, gid = session_owner(session)
         placed = _Placed(
             folder,
@@ -356,6 +489,7 @@ class CameraIngest:
             placement.registered,
             session.name,
             time.monotonic(),
+            match.instrument_id,
         )
         self._placements[match.session_id] = placed
         log.info("session %s -> %s (%s)", session.name, folder, placement.note)
@@ -383,6 +517,9 @@ class CameraIngest:
             "rel_path": str(dest.relative_to(self.config.buffer_root)),
             "uid": placed.ownership.uid,
             "gid": placed.ownership.gid,
+            "instrument_id": placed.instrument_id,
+            # 0: placed during an outage, its buffer frame path is recorded later
+            "frame_path_registered": 1 if placed.registered else 0,
         }
 
     def _copy_sidecar(self, candidate: Candidate, match: ImageMatch, placed: _Placed) -> None:
@@ -396,7 +533,7 @@ class CameraIngest:
         if self.transfer.copy(
             sidecar_id, sidecar, dest, placed.ownership, **self._match_fields(match, dest, placed)
         ):
-            self.verify_queue.put(sidecar_id)
+            self._to_verifiers(sidecar_id)
         else:
             quarantine_movie(
                 self.config,
@@ -406,19 +543,65 @@ class CameraIngest:
                 f"a different sidecar already exists at {dest}",
             )
 
-    # ---- verification (second thread) ---------------------------------------------------
+    # ---- verification (verifier threads) -------------------------------------------------
+    def _to_verifiers(self, item: Pending | int) -> None:
+        with self._retry_lock:
+            self._with_verifiers.add(item.movie_id if isinstance(item, Pending) else item)
+        self.verify_queue.put(item)
+
+    def _retry_later(self, movie_id: int, delay: float) -> None:
+        with self._retry_lock:
+            self._retries.append((time.monotonic() + delay, movie_id))
+
+    def _requeue_due_retries(self) -> None:
+        now = time.monotonic()
+        with self._retry_lock:
+            due = [movie_id for at, movie_id in self._retries if at <= now]
+            self._retries = [(at, movie_id) for at, movie_id in self._retries if at > now]
+        for movie_id in due:
+            self.verify_queue.put(movie_id)
+
     def _verify_one(self, item: Pending | int) -> None:
         movie_id = item.movie_id if isinstance(item, Pending) else item
-        movie = self.journal.movie(movie_id)
+        done = True  # False: the movie stays with the verifiers (a retry is scheduled)
         try:
-            if isinstance(item, Pending) and not self.transfer.finish(item):
-                self._quarantine_clash(movie_id, item.dest)
-                return
-            movie = self.journal.movie(movie_id)
-            verified_at = None
-            if movie.state == j.COPIED:
-                verified_at = self.transfer.verify(movie_id, record=False)
-            self.transfer.remove_source(movie_id, j.DONE, verified_at=verified_at, event="ingested")
+            done = self._publish_verify_remove(item, movie_id)
+        except SourceBusy as busy:
+            tries = self._busy_tries.get(movie_id, 0) + 1
+            self._busy_tries[movie_id] = tries
+            self._retry_later(movie_id, min(BUSY_RETRY_CAP_SECONDS, retry_delay(tries)))
+            log.warning("%s; the buffer copy is verified, removal retried", busy)
+            done = False
+        except (OSError, VerificationFailed) as error:
+            self.journal.event(
+                "error", movie_id=movie_id, camera=self.camera.host, detail=str(error)
+            )
+            log.error("verify of movie %d failed: %s; the camera copy is kept", movie_id, error)
+            done = self._after_failure(movie_id, error)
+        except Exception as error:  # noqa: BLE001 - a verifier thread must not die of one file
+            source = self._source_of(movie_id)
+            self._unexpected(Path(source) if source else None, error, "verify")
+            done = self._after_failure(movie_id, error, counted=True)
+        finally:
+            if done:
+                self._busy_tries.pop(movie_id, None)
+                with self._retry_lock:
+                    self._with_verifiers.discard(movie_id)
+
+    def _publish_verify_remove(self, item: Pending | int, movie_id: int) -> bool:
+        if isinstance(item, Pending) and not self.transfer.finish(item):
+            self._quarantine_clash(movie_id, item.dest)
+            return True
+        movie = self.journal.movie(movie_id)
+        if movie.state not in (j.COPIED, j.VERIFIED):
+            return True  # undone meanwhile (a rewritten source, a failed step): ingest again
+        verified_at = None
+        if movie.state == j.COPIED:
+            verified_at = self.transfer.verify(movie_id, record=False)
+        self.transfer.remove_source(movie_id, j.DONE, verified_at=verified_at, event="ingested")
+        movie = self.journal.movie(movie_id)
+        if movie.state == j.DONE:
+            self.failures.succeeded(str(movie.source_path))
             log.info(
                 "ingested %r -> %s (%d bytes, xxh3-128 %s, verified)",
                 movie.source_path,
@@ -426,11 +609,29 @@ class CameraIngest:
                 movie.size or 0,
                 movie.hash,
             )
-        except (OSError, VerificationFailed) as error:
-            self.journal.event(
-                "error", movie_id=movie_id, camera=self.camera.host, detail=str(error)
-            )
-            log.error("verify %r failed: %s; the camera copy is kept", movie.source_path, error)
+        return True
+
+    def _after_failure(self, movie_id: int, error: Exception, *, counted: bool = False) -> bool:
+        """A verifier step failed: if the row still waits for a verifier step (copied or
+        verified), retry it later; else the next pass copies the file again."""
+        source = self._source_of(movie_id)
+        if source and not counted:
+            self.failures.failed(source, f"verify: {type(error).__name__}: {error}")
+        try:
+            state = self.journal.movie(movie_id).state
+        except Exception:  # noqa: BLE001 - no row: nothing to retry
+            return True
+        if state in (j.COPIED, j.VERIFIED):
+            failures = self.failures.failures(source) if source else 1
+            self._retry_later(movie_id, retry_delay(max(1, failures)))
+            return False
+        return True
+
+    def _source_of(self, movie_id: int) -> str | None:
+        try:
+            return str(self.journal.movie(movie_id).source_path)
+        except Exception:  # noqa: BLE001 - the journal is what failed: no name to give
+            return None
 
     def _verify_loop(self) -> None:
         while True:

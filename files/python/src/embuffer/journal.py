@@ -75,6 +75,16 @@ CREATE TABLE IF NOT EXISTS movies (
   archive_error TEXT,
   purged_at REAL, purge_evidence TEXT
 );
+CREATE TABLE IF NOT EXISTS held_files (  -- camera files that failed repeatedly: kept, retried
+  camera TEXT NOT NULL,
+  source_path TEXT NOT NULL,
+  failures INTEGER NOT NULL,
+  first_failed_at REAL NOT NULL,
+  last_failed_at REAL NOT NULL,
+  held_since REAL,                   -- NULL until the failures reach the hold limit
+  last_error TEXT NOT NULL,
+  PRIMARY KEY (camera, source_path)
+);
 CREATE INDEX IF NOT EXISTS movies_active ON movies(camera, source_path, state);
 CREATE INDEX IF NOT EXISTS movies_state ON movies(state);
 CREATE INDEX IF NOT EXISTS movies_camera_state ON movies(camera, state);
@@ -97,6 +107,13 @@ CREATE INDEX IF NOT EXISTS events_action_camera_at ON events(action, camera, at)
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS session_flags (session_name TEXT PRIMARY KEY, keep INTEGER NOT NULL);
 """
+
+
+# Columns added after the first release, with their types: older journals get them on open.
+ADDED_COLUMNS = (
+    ("instrument_id", "INTEGER"),  # InstrumentData row of the camera (outage registration)
+    ("frame_path_registered", "INTEGER"),  # 0: buffer frame path to record for Appion; 1: done
+)
 
 
 class JournalLocked(Exception):
@@ -139,6 +156,7 @@ class Journal:
         connection = self._connect()
         try:
             connection.executescript(SCHEMA)
+            _add_missing_columns(connection)
         finally:
             connection.close()
 
@@ -285,6 +303,18 @@ class Journal:
         if connection is not None:
             connection.close()
             self._local.connection = None
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    present = {str(row[1]) for row in connection.execute("PRAGMA table_info(movies)")}
+    for name, kind in ADDED_COLUMNS:
+        if name not in present:
+            try:
+                connection.execute(f"ALTER TABLE movies ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as error:
+                # two processes opening an old journal at once: the other one added it
+                if "duplicate column" not in str(error):
+                    raise
 
 
 class ServiceLock:

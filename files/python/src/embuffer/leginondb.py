@@ -4,6 +4,13 @@ Every query goes through `rows()`/`insert()`. When the server is unreachable the
 DatabaseUnavailable (after dropping the broken connection); the caller leaves its files
 where they are and tries again after `backoff()`. Nothing is ever decided (matched,
 quarantined, deleted) on the strength of a failed query.
+
+A real leginondb lacks tables and columns: Leginon's ORM creates a table only when its first
+row is inserted (a site that never took a bright reference has no BrightImageData), and older
+installations lack newer columns. A missing table (MySQL error 1146) or column (1054) means
+"no rows from there": the query raises SchemaMissing, callers that can do without the answer
+catch it, and `note_missing()` warns once per table or column with what is assumed. The gaps
+are kept in `schema_gaps` for the journal (events, hence metrics).
 """
 
 from __future__ import annotations
@@ -23,6 +30,18 @@ log = logging.getLogger("embuffer.db")
 
 class DatabaseUnavailable(Exception):
     pass
+
+
+class SchemaMissing(LookupError):
+    """A table or column that this leginondb does not have (MySQL errors 1146, 1054)."""
+
+
+# MySQL/MariaDB error numbers for a missing table and a missing column
+ER_NO_SUCH_TABLE = 1146
+ER_BAD_FIELD_ERROR = 1054
+# Tables appear when Leginon inserts their first row: a cached "missing" is looked at again
+# after this long, so a bright reference taken mid-session is found within a minute.
+SCHEMA_CACHE_SECONDS = 60.0
 
 
 class Backoff:
@@ -51,8 +70,11 @@ class LeginonDB:
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
         self._connection: pymysql.connections.Connection | None = None
-        self._columns: dict[str, set[str]] = {}
+        self._columns: dict[str, tuple[float, set[str]]] = {}
         self.errors = 0
+        # "table X" / "column X.Y" -> what embuffer assumes without it; warned once each
+        self.schema_gaps: dict[str, str] = {}
+        self._unreported: list[str] = []
 
     def _connect(self) -> pymysql.connections.Connection:
         c = self.credentials
@@ -80,6 +102,11 @@ class LeginonDB:
                 cursor.execute(sql, args)
                 rows: list[dict[str, Any]] = list(cursor.fetchall())  # type: ignore[arg-type]
                 return rows, int(cursor.lastrowid or 0)
+        except pymysql.err.ProgrammingError as error:
+            if error.args and error.args[0] in (ER_NO_SUCH_TABLE, ER_BAD_FIELD_ERROR):
+                self._columns.clear()  # the schema is not what the cache said
+                raise SchemaMissing(str(error.args[-1])) from error
+            raise
         except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError) as error:
             self.errors += 1
             self.close()
@@ -94,15 +121,44 @@ class LeginonDB:
         return self._run(sql, args)[1]
 
     def columns(self, table: str) -> set[str]:
-        """Column names of a table, cached per connection lifetime (databases differ)."""
-        if table not in self._columns:
+        """Column names of a table (empty: no such table), cached for a minute."""
+        cached = self._columns.get(table)
+        if cached is None or time.monotonic() - cached[0] > SCHEMA_CACHE_SECONDS:
             found = self.rows(
                 "SELECT COLUMN_NAME AS name FROM information_schema.COLUMNS "
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
                 (table,),
             )
-            self._columns[table] = {row["name"] for row in found}
-        return self._columns[table]
+            cached = (time.monotonic(), {row["name"] for row in found})
+            self._columns[table] = cached
+        return cached[1]
+
+    def has_table(self, table: str, *, assumed: str) -> bool:
+        """True when the table exists; else note the gap (with what is assumed) and False."""
+        if self.columns(table):
+            return True
+        self.note_missing(f"table {table}", assumed)
+        return False
+
+    def column_or_null(self, table: str, alias: str, column: str, *, assumed: str) -> str:
+        """`alias`.`column` when the table has it, else NULL (and the gap noted), for
+        SELECT lists that must work on databases older than the column."""
+        if column in self.columns(table):
+            return f"{alias}.`{column}`"
+        self.note_missing(f"column {table}.`{column}`", assumed)
+        return "NULL"
+
+    def note_missing(self, what: str, assumed: str) -> None:
+        if what in self.schema_gaps:
+            return
+        self.schema_gaps[what] = assumed
+        self._unreported.append(what)
+        log.warning("leginondb has no %s (not created yet on this site): %s", what, assumed)
+
+    def take_new_gaps(self) -> list[tuple[str, str]]:
+        """Gaps noted since the last call, for the journal's events."""
+        new, self._unreported = self._unreported, []
+        return [(what, self.schema_gaps[what]) for what in new]
 
     def ping(self) -> None:
         self.rows("SELECT 1 AS ok")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embuffer.leginondb import LeginonDB
+from embuffer.leginondb import LeginonDB, SchemaMissing
 
 IMAGE_TABLES = ("AcquisitionImageData", "DarkImageData", "BrightImageData", "NormImageData")
 FRAME_SUFFIXES = (".mrc", ".tif", ".eer")
@@ -72,25 +72,46 @@ def destination_name(image_filename: str, source_name: str, is_dir: bool) -> str
     return f"{image_filename}.frames{extension}"
 
 
-_MATCH_COLUMNS = (
-    "i.`DEF_id` AS image_id, i.`filename` AS filename, "
-    "i.`REF|SessionData|session` AS session_id, c.`DEF_id` AS camera_em_id, "
-    "c.`REF|InstrumentData|ccdcamera` AS instrument_id, c.`align frames` AS align_frames, "
-    "c.`frame flip` AS frame_flip, c.`frame rotate` AS frame_rotate, c.`nframes` AS nframes"
+# What each optional column means when a database is older than it.
+_CAMERA_COLUMNS = (
+    ("align frames", "align_frames", "no row is taken for an aligned-frame sum"),
+    ("frame flip", "frame_flip", "references are not flipped"),
+    ("frame rotate", "frame_rotate", "references are not rotated"),
+    ("nframes", "nframes", "the frame count is unknown: completeness by timing alone"),
 )
-_ACQUISITION_REFS = ", i.`REF|NormImageData|norm` AS norm_id, i.`REF|DarkImageData|dark` AS dark_id"
+_ACQUISITION_REFS = (
+    ("REF|NormImageData|norm", "norm_id", "no norm reference is written"),
+    ("REF|DarkImageData|dark", "dark_id", "no dark reference is written"),
+    ("REF|CorrectorPlanData|corrector plan", "plan_id", "no defect plan is written"),
+)
 
 
 def _candidates(
     db: LeginonDB, table: str, key: str, camera_host: str | None, check_days: int | None
 ) -> list[dict[str, Any]]:
-    columns = _MATCH_COLUMNS
+    """Image rows of one table whose camera saved frames under `key`; a table this
+    leginondb does not have yet (no image of that kind was ever taken) holds none."""
+    if not db.has_table(table, assumed="no images of that kind can match"):
+        return []
+    if not db.has_table("CameraEMData", assumed="no camera file can match any image"):
+        return []
+    columns = [
+        "i.`DEF_id` AS image_id",
+        "i.`filename` AS filename",
+        "i.`REF|SessionData|session` AS session_id",
+        "c.`DEF_id` AS camera_em_id",
+        "c.`REF|InstrumentData|ccdcamera` AS instrument_id",
+        "inst.`hostname` AS camera_host",
+    ]
+    for column, alias, assumed in _CAMERA_COLUMNS:
+        columns.append(
+            f"{db.column_or_null('CameraEMData', 'c', column, assumed=assumed)} AS {alias}"
+        )
     if table == "AcquisitionImageData":
-        columns += _ACQUISITION_REFS
-        if "REF|CorrectorPlanData|corrector plan" in db.columns(table):
-            columns += ", i.`REF|CorrectorPlanData|corrector plan` AS plan_id"
+        for column, alias, assumed in _ACQUISITION_REFS:
+            columns.append(f"{db.column_or_null(table, 'i', column, assumed=assumed)} AS {alias}")
     sql = (
-        f"SELECT {columns}, inst.`hostname` AS camera_host FROM `{table}` i "
+        f"SELECT {', '.join(columns)} FROM `{table}` i "
         "JOIN `CameraEMData` c ON c.`DEF_id` = i.`REF|CameraEMData|camera` "
         "JOIN `InstrumentData` inst ON inst.`DEF_id` = c.`REF|InstrumentData|ccdcamera` "
         "WHERE c.`frames name` = %s"
@@ -103,7 +124,11 @@ def _candidates(
         sql += " AND i.`DEF_timestamp` >= NOW() - INTERVAL %s DAY"
         args.append(check_days)
     sql += " ORDER BY i.`DEF_id` DESC LIMIT 20"
-    return db.rows(sql, args)
+    try:
+        return db.rows(sql, args)
+    except SchemaMissing as missing:  # dropped or altered since the columns were read
+        db.note_missing(f"part of {table} ({missing})", "no images from there this time")
+        return []
 
 
 def find_image(db: LeginonDB, key: str, camera_host: str, check_days: int) -> ImageMatch | None:
@@ -120,7 +145,7 @@ def find_image(db: LeginonDB, key: str, camera_host: str, check_days: int) -> Im
                 instrument_id=int(row["instrument_id"]),
                 frame_flip=bool(row["frame_flip"]),
                 frame_rotate=int(row["frame_rotate"] or 0),
-                nframes=row["nframes"],
+                nframes=int(row["nframes"]) if row["nframes"] is not None else None,
                 norm_id=row.get("norm_id"),
                 dark_id=row.get("dark_id"),
                 plan_id=row.get("plan_id"),
@@ -146,9 +171,15 @@ def explain_miss(db: LeginonDB, key: str, camera_host: str, check_days: int) -> 
 
 
 def load_session(db: LeginonDB, session_id: int) -> Session:
+    frame_path = db.column_or_null(
+        "SessionData", "s", "frame path", assumed="frame paths derive from image paths"
+    )
+    uid = db.column_or_null("SessionData", "s", "uid", assumed="owner of the image path")
+    gid = db.column_or_null("SessionData", "s", "gid", assumed="group of the image path")
     rows = db.rows(
-        "SELECT `DEF_id` AS id, `name`, `image path` AS image_path, `frame path` AS frame_path, "
-        "`uid`, `gid` FROM `SessionData` WHERE `DEF_id` = %s",
+        f"SELECT s.`DEF_id` AS id, s.`name`, s.`image path` AS image_path, "
+        f"{frame_path} AS frame_path, {uid} AS uid, {gid} AS gid "
+        "FROM `SessionData` s WHERE s.`DEF_id` = %s",
         (session_id,),
     )
     if not rows:
@@ -184,12 +215,18 @@ class BufferHost:
 
 
 def newest_buffer_host(db: LeginonDB, instrument_id: int) -> BufferHost | None:
-    has_flag = "append full head" in db.columns("BufferHostData")
-    flag = ", `append full head` AS append_full_head" if has_flag else ""
+    """The camera's newest BufferHostData row (any buffer host), as Leginon and Appion read
+    it; None when there is none (or no BufferHostData table: the site never had a buffer)."""
+    if not db.has_table("BufferHostData", assumed="no camera uses a buffer server"):
+        return None
+    flag = db.column_or_null(
+        "BufferHostData", "b", "append full head", assumed="default (not append full head) mode"
+    )
     rows = db.rows(
-        f"SELECT `DEF_id` AS id, `buffer hostname` AS hostname, `buffer base path` AS base_path, "
-        f"`disabled`{flag} FROM `BufferHostData` WHERE `REF|InstrumentData|ccdcamera` = %s "
-        "ORDER BY `DEF_id` DESC LIMIT 1",
+        "SELECT b.`DEF_id` AS id, b.`buffer hostname` AS hostname, "
+        f"b.`buffer base path` AS base_path, b.`disabled`, {flag} AS append_full_head "
+        "FROM `BufferHostData` b WHERE b.`REF|InstrumentData|ccdcamera` = %s "
+        "ORDER BY b.`DEF_id` DESC LIMIT 1",
         (instrument_id,),
     )
     if not rows:
@@ -207,46 +244,112 @@ def newest_buffer_host(db: LeginonDB, instrument_id: int) -> BufferHost | None:
 @dataclass(frozen=True)
 class Placement:
     folder: str  # the session frame path on the buffer
-    registered: bool  # True when Appion will look here (BufferHostData enabled)
+    registered: bool  # True when Appion's lookup finds this folder now
     note: str
+    host_row: int | None = None  # the BufferHostData row the folder belongs to
 
 
-def session_buffer_folder(
-    db: LeginonDB, session: Session, instrument_id: int, buffer_root: str
-) -> Placement | None:
-    """Where this session's frames live on the buffer.
+@dataclass(frozen=True)
+class Refusal:
+    """No folder on this buffer is right for the session's frames: they stay on the camera
+    share, and `reason` says what a person must fix."""
 
-    While the camera's newest BufferHostData row is enabled this is the registered buffer
-    frame path (the BufferFramePathData row, inserted on first use like Leginon does). When
-    it is disabled (outage mode) or missing, frames still land on the buffer, in the same
-    layout under the configured root, but nothing is registered for Appion.
-    """
-    host = newest_buffer_host(db, instrument_id)
-    if host is not None and not host.disabled:
-        existing = db.rows(
-            "SELECT `buffer frame path` AS path FROM `BufferFramePathData` "
-            "WHERE `REF|SessionData|session` = %s AND `REF|BufferHostData|host` = %s "
-            "ORDER BY `DEF_id` DESC LIMIT 1",
-            (session.session_id, host.row_id),
-        )
-        if existing and existing[0]["path"]:
-            return Placement(str(existing[0]["path"]), True, "BufferFramePathData")
-        folder = derive_buffer_frame_path(session.image_path, host.base_path, host.append_full_head)
-        if folder is None:
-            return None
+    reason: str
+
+
+def recorded_frame_path(db: LeginonDB, session_id: int, host_row: int) -> str | None:
+    """The BufferFramePathData row for (session, buffer host row), if any."""
+    if not db.has_table(
+        "BufferFramePathData", assumed="no session has a recorded buffer frame path yet"
+    ):
+        return None
+    rows = db.rows(
+        "SELECT `buffer frame path` AS path FROM `BufferFramePathData` "
+        "WHERE `REF|SessionData|session` = %s AND `REF|BufferHostData|host` = %s "
+        "ORDER BY `DEF_id` DESC LIMIT 1",
+        (session_id, host_row),
+    )
+    return str(rows[0]["path"]) if rows and rows[0]["path"] else None
+
+
+def record_frame_path(db: LeginonDB, session_id: int, host_row: int, folder: str) -> bool:
+    """Insert the BufferFramePathData row as Leginon does; False when the table does not
+    exist (the registration role creates it; Appion then derives the same path)."""
+    try:
         db.insert(
             "INSERT INTO `BufferFramePathData` "
             "(`REF|SessionData|session`, `REF|BufferHostData|host`, `buffer frame path`) "
             "VALUES (%s, %s, %s)",
-            (session.session_id, host.row_id, folder),
+            (session_id, host_row, folder),
         )
-        return Placement(folder, True, "new BufferFramePathData row")
-    append = host.append_full_head if host is not None else False
-    folder = derive_buffer_frame_path(session.image_path, buffer_root, append)
+    except SchemaMissing:
+        db.note_missing(
+            "table BufferFramePathData",
+            "buffer frame paths are not recorded; Appion derives the same path",
+        )
+        return False
+    return True
+
+
+def inside(folder: str, root: str) -> bool:
+    """Whether `folder` lies in (or is) `root`, compared on normalised paths."""
+    folder = os.path.normpath(folder)
+    root = os.path.normpath(root)
+    return folder == root or folder.startswith(root.rstrip("/") + "/")
+
+
+def session_buffer_folder(
+    db: LeginonDB, session: Session, instrument_id: int, buffer_root: str
+) -> Placement | Refusal:
+    """Where this session's frames go on the buffer, by Leginon's own rule.
+
+    Leginon sends a camera's frames to a buffer server only while the camera's newest
+    BufferHostData row is enabled; without any row it writes them to the session frame path,
+    which is not on this buffer. A camera configured on this buffer with no row at all is
+    therefore the facility's mistake (`embuffer config check` says so): its frames stay on the
+    camera share, never in a folder where neither Leginon nor Appion would look.
+
+    Enabled row: the registered buffer frame path (the BufferFramePathData row, inserted on
+    first use like Leginon does, after the folder is known to lie under the buffer root).
+    Disabled row (outage mode): the same layout under that row's base path, not registered;
+    `register_outage_sessions` records it once the row is enabled again, so Appion's lookup
+    (buffer frame path first while enabled) finds these frames after the outage.
+    """
+    host = newest_buffer_host(db, instrument_id)
+    if host is None:
+        return Refusal(
+            f"camera (InstrumentData {instrument_id}) has no BufferHostData row, so Leginon "
+            "sends its frames to the session frame path, not to a buffer: register this "
+            "buffer for it (site.yml, embuffer_registration) or take it out of [[camera]]"
+        )
+    base = host.base_path or buffer_root
+    if not host.disabled:
+        existing = recorded_frame_path(db, session.session_id, host.row_id)
+        if existing is not None:
+            if not inside(existing, buffer_root):
+                return Refusal(
+                    f"recorded buffer frame path {existing} is outside the buffer root "
+                    f"{buffer_root}"
+                )
+            return Placement(existing, True, "BufferFramePathData", host.row_id)
+    folder = derive_buffer_frame_path(session.image_path, base, host.append_full_head)
     if folder is None:
-        return None
-    why = "BufferHostData disabled" if host is not None else "no BufferHostData row"
-    return Placement(folder, False, f"{why}: buffer layout, not registered")
+        return Refusal(
+            f"image path {session.image_path!r} has no 'leginon' part, so no buffer frame "
+            "path exists"
+        )
+    if not inside(folder, buffer_root):
+        return Refusal(
+            f"buffer frame path {folder} (base path {base}) is outside the buffer root "
+            f"{buffer_root}"
+        )
+    if host.disabled:
+        return Placement(
+            folder, False, "BufferHostData disabled: buffer layout, registered later", host.row_id
+        )
+    recorded = record_frame_path(db, session.session_id, host.row_id, folder)
+    note = "new BufferFramePathData row" if recorded else "derived (no BufferFramePathData table)"
+    return Placement(folder, True, note, host.row_id)
 
 
 def session_owner(session: Session) -> tuple[int | None, int | None]:

@@ -66,6 +66,26 @@ FAILURE_ACTIONS = {
     "db_error": ("embuffer_db_errors", "Leginon database unavailable during ingest"),
     "error": ("embuffer_ingest_errors", "Ingest attempts that failed (file stays on camera)"),
     "archive_error": ("embuffer_archive_errors", "Archive attempts that failed"),
+    "unexpected_error": (
+        "embuffer_unexpected_errors",
+        "Failures nobody foresaw (a bug); the file was kept and is retried",
+    ),
+    "schema_missing": (
+        "embuffer_leginondb_schema_gaps",
+        "Tables or columns this leginondb lacks (each counted once per service start)",
+    ),
+    "placement_refused": (
+        "embuffer_placements_refused",
+        "Sessions whose frames have no buffer folder (they stay on the camera share)",
+    ),
+    "source_busy": (
+        "embuffer_source_busy",
+        "Camera copies the camera software still held at removal (retried)",
+    ),
+    "frame_count_short": (
+        "embuffer_frame_count_short",
+        "Movies taken with fewer frames than Leginon counted, after the wait",
+    ),
 }
 
 
@@ -285,6 +305,26 @@ class JournalCollector(Collector):
             "embuffer_journal_last_event_id", "Newest journal event folded in", totals.last_event_id
         )
 
+    @staticmethod
+    def _held_gauge(db: sqlite3.Connection, cameras: list[str]) -> Metric:
+        held = GaugeMetricFamily(
+            "embuffer_held_files",
+            "Camera files held on the camera share after repeated unexpected failures",
+            labels=["camera"],
+        )
+        counts: dict[str, int] = {}
+        exists = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'held_files'"
+        ).fetchone()
+        if exists:  # a journal from before holds existed has none
+            for camera, count in db.execute(
+                "SELECT camera, COUNT(*) FROM held_files WHERE held_since IS NOT NULL GROUP BY 1"
+            ):
+                counts[str(camera)] = int(count)
+        for camera in sorted({*cameras, *counts}):
+            held.add_metric([camera], counts.get(camera, 0))
+        return held
+
     def _journal_gauges(self, db: sqlite3.Connection, now: float) -> Iterator[Metric]:
         cameras = self._cameras()
         flight: dict[tuple[str, str], int] = defaultdict(int)
@@ -303,6 +343,8 @@ class JournalCollector(Collector):
             for state in j.ACTIVE_INGEST_STATES:
                 in_flight.add_metric([camera, state], flight[(camera, state)])
         yield in_flight
+
+        yield self._held_gauge(db, cameras)
 
         backlog_files = GaugeMetricFamily(
             "embuffer_archive_backlog_files",

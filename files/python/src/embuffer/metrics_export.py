@@ -130,5 +130,7 @@ def textfile_loop(config: Config, path: Path, interval: float, stop: threading.E
             write_textfile(path, registry)
         except OSError as error:
             log.error("metrics textfile %s not written: %s", path, error)
+        except Exception as error:  # noqa: BLE001 - the next interval tries again
+            log.error("metrics textfile %s not written: %r", path, error, exc_info=error)
         if stop.wait(interval):
             return

@@ -13,6 +13,7 @@ from typing import Any
 
 from embuffer import journal as j
 from embuffer.config import Config
+from embuffer.holds import failing_files
 from embuffer.journal import Journal
 
 RATE_WINDOW_SECONDS = 600.0
@@ -32,6 +33,8 @@ class CameraStatus:
     last_error: str | None = None
     last_error_at: float | None = None
     bytes_per_second: float = 0.0
+    # files kept on the camera share after repeated unexpected failures (holds.py)
+    held: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -100,7 +103,14 @@ def camera_status(journal: Journal, host: str, folder: str, now: float) -> Camer
             "ORDER BY at DESC LIMIT 1",
             (action, host),
         ).fetchone()
-        for action in ("error", "db_error", "verify_failed")
+        for action in (
+            "error",
+            "db_error",
+            "verify_failed",
+            "unexpected_error",
+            "placement_refused",
+            "source_busy",
+        )
     ]
     latest = max((row for row in errors if row), key=lambda row: row[0], default=None)
     if latest:
@@ -112,6 +122,16 @@ def camera_status(journal: Journal, host: str, folder: str, now: float) -> Camer
         (host, now - RATE_WINDOW_SECONDS),
     )
     status.bytes_per_second = float(recent or 0) / RATE_WINDOW_SECONDS
+    status.held = [
+        {
+            "file": held.source_path,
+            "failures": held.failures,
+            "since": held.held_since,
+            "error": held.last_error,
+        }
+        for held in failing_files(journal, host)
+        if held.held_since is not None
+    ]
     return status
 
 
@@ -195,6 +215,15 @@ def size(nbytes: float) -> str:
     return f"{int(value)} B" if index == 0 else f"{value:.1f} {units[index]}"
 
 
+def held_lines(camera: CameraStatus, now: float) -> list[str]:
+    """One line per held file: a person has to look at these."""
+    return [
+        f"  HELD on the camera share: {held['file']} ({held['failures']} failures, held "
+        f"{ago(held['since'], now)}): {held['error']}"
+        for held in camera.held
+    ]
+
+
 def render(status: Status) -> str:
     now = time.time()
     lines = []
@@ -207,6 +236,7 @@ def render(status: Status) -> str:
         lines.append(f"  last file: {camera.last_file or '-'} ({ago(camera.last_file_at, now)})")
         if camera.last_error:
             lines.append(f"  last error: {camera.last_error} ({ago(camera.last_error_at, now)})")
+        lines.extend(held_lines(camera, now))
     if status.archive is not None:
         archive = status.archive
         state = "running"

@@ -11,6 +11,7 @@ or undoes a partial one: a source is never removed before its copy was verified.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -28,6 +29,7 @@ from embuffer.verified_copy import (
     copy_path,
     finish_partial,
     hash_path,
+    hash_prefix,
     make_folders,
     partial_path,
     remove_tree_quietly,
@@ -39,6 +41,16 @@ log = logging.getLogger("embuffer.transfer")
 
 class VerificationFailed(Exception):
     pass
+
+
+class SourceBusy(OSError):
+    """The camera copy could not be removed because the camera software still holds it
+    (a CIFS sharing violation reads as EACCES, EBUSY or ETXTBSY here). The buffer copy is
+    verified and recorded; the removal is simply tried again later."""
+
+
+# what a Windows share answers when the camera software still has the file open
+BUSY_ERRNOS = (errno.EACCES, errno.EBUSY, errno.ETXTBSY, errno.EPERM)
 
 
 @dataclass(frozen=True)
@@ -202,13 +214,14 @@ class Transfer:
             else:
                 current = source.stat(follow_symlinks=False)
                 if current.st_size != movie.size or current.st_mtime_ns != movie.source_mtime_ns:
-                    # Rewritten since the copy: keep it; the next pass treats it as new.
-                    fields.update(
-                        source_removed_at=None, reason="source rewritten after copy; kept"
-                    )
-                    event = "source_changed"
-                else:
+                    self._source_rewritten(movie, current.st_size)
+                    return
+                try:
                     os.unlink(source)
+                except OSError as error:
+                    if error.errno not in BUSY_ERRNOS:
+                        raise
+                    self._source_busy(movie, fields, error)
             # No fsync of the camera folder: were the unlink lost in a power cut, the movie
             # would reappear on the camera, find its identical copy and simply go again.
         with self.journal.transaction():
@@ -221,6 +234,63 @@ class Transfer:
                     nbytes=movie.size,
                     detail=str(movie.dest_path),
                 )
+
+    def _source_busy(self, movie: Movie, fields: dict[str, object], error: OSError) -> None:
+        """Record the verification (so the retry does not re-read the copy) and say why the
+        camera copy is still there."""
+        verified = {"verified_at": fields["verified_at"]} if "verified_at" in fields else {}
+        reason = f"camera still holds the file ({os.strerror(error.errno or 0)}); removal retried"
+        with self.journal.transaction():
+            self.journal.update_movie(movie.id, state=j.VERIFIED, reason=reason, **verified)
+            self.journal.event(
+                "source_busy", movie_id=movie.id, camera=movie.camera, detail=str(movie.source_path)
+            )
+        raise SourceBusy(error.errno, f"{movie.source_path}: {reason}")
+
+    def _source_rewritten(self, movie: Movie, new_size: int) -> None:
+        """The camera appended to (or rewrote) the file after it was copied. The copy on the
+        buffer is an earlier state of it and must not stay under the final name: when it is
+        a prefix of what the camera holds now, the camera copy contains all of it and the
+        buffer copy goes; otherwise it is a different movie and moves to quarantine. The row
+        goes back to "matched", so the next pass copies the file again, whole."""
+        dest = Path(movie.dest_path)
+        source = Path(movie.source_path)
+        superseded = (
+            movie.kind != "dir"
+            and new_size >= int(movie.size or 0)
+            and hash_prefix(source, int(movie.size or 0)) == movie.hash
+        )
+        if superseded:
+            remove_tree_quietly(dest)
+            outcome = "the earlier, shorter copy was removed from the buffer"
+        else:
+            kept = self._set_aside(dest)
+            outcome = f"the earlier copy was kept as {kept}"
+        detail = f"{source} changed after its copy ({movie.size} -> {new_size} bytes); {outcome}"
+        with self.journal.transaction():
+            self.journal.update_movie(
+                movie.id,
+                state=j.MATCHED,
+                size=None,
+                hash=None,
+                verified_at=None,
+                buffer_visible_at=None,
+                reason=f"source changed after copy; {outcome}; copied again",
+            )
+            self.journal.event(
+                "source_changed", movie_id=movie.id, camera=movie.camera, detail=detail
+            )
+        log.warning("%s; it is copied again", detail)
+
+    def _set_aside(self, dest: Path) -> Path:
+        """Rename a published copy that is not a prefix of its source to a visible, unique
+        name beside it (`<name>.superseded-<n>`), never deleting it."""
+        for n in range(1, 1000):
+            aside = dest.with_name(f"{dest.name}.superseded-{n}")
+            if not os.path.lexists(aside):
+                os.rename(dest, aside)
+                return aside
+        raise OSError(errno.EEXIST, f"no free name beside {dest} to set the earlier copy aside")
 
     # ---- crash repair ----------------------------------------------------------------------
     def _source_gone(self, movie: Movie) -> str:

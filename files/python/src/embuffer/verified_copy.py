@@ -165,6 +165,24 @@ def hash_file(path: Path, *, drop_cache: bool = False) -> tuple[int, str]:
     return size, hasher.hexdigest()
 
 
+def hash_prefix(path: Path, length: int) -> str:
+    """xxh3-128 of the first `length` bytes of a file (all of it when shorter): whether an
+    earlier copy is a prefix of what the file holds now."""
+    hasher = xxhash.xxh3_128()
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        left = length
+        while left > 0:
+            chunk = os.read(fd, min(CHUNK_BYTES, left))
+            if not chunk:
+                break
+            hasher.update(chunk)
+            left -= len(chunk)
+    finally:
+        os.close(fd)
+    return hasher.hexdigest()
+
+
 def copy_file(
     source: Path,
     final: Path,

@@ -9,17 +9,39 @@ rows. These helpers keep the tests readable and the SQL in one place.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
 
 
+# MySQL error numbers: no such table, no such column
+ER_NO_SUCH_TABLE = 1146
+ER_BAD_FIELD_ERROR = 1054
+
+
 @dataclass
 class LeginonDB:
+    """`ddl` (table -> CREATE TABLE) makes inserts behave like Leginon's ORM: a table that
+    does not exist yet is created by its first insert. A column the table lacks (an older
+    site) is left out of the row, as an older Leginon would never have written it."""
+
     connection: pymysql.connections.Connection
+    ddl: dict[str, str] = field(default_factory=dict)
 
     def _insert(self, table: str, values: dict[str, Any]) -> int:
+        try:
+            return self._insert_row(table, values)
+        except pymysql.err.ProgrammingError as error:
+            if error.args[0] != ER_NO_SUCH_TABLE or table not in self.ddl:
+                raise
+        self.ensure_table(table)
+        return self._insert_row(table, values)
+
+    def _insert_row(self, table: str, values: dict[str, Any]) -> int:
+        present = self.columns(table)
+        if present:
+            values = {name: value for name, value in values.items() if name in present}
         columns = ", ".join(f"`{name}`" for name in values)
         marks = ", ".join(["%s"] * len(values))
         with self.connection.cursor() as cursor:
@@ -27,6 +49,25 @@ class LeginonDB:
                 f"INSERT INTO `{table}` ({columns}) VALUES ({marks})", list(values.values())
             )
             return int(cursor.lastrowid)
+
+    def ensure_table(self, table: str) -> None:
+        """Create a table the way the ORM would on its first row (no-op when it exists)."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(self.ddl[table].replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1))
+
+    def columns(self, table: str) -> set[str]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                (table,),
+            )
+            return {str(row[0]) for row in cursor.fetchall()}
+
+    def tables(self) -> set[str]:
+        with self.connection.cursor() as cursor:
+            cursor.execute("SHOW TABLES")
+            return {str(row[0]) for row in cursor.fetchall()}
 
     def instrument(self, name: str, hostname: str) -> int:
         return self._insert("InstrumentData", {"name": name, "hostname": hostname})
@@ -81,8 +122,9 @@ class LeginonDB:
         eer: bool = False,
         flip: bool = False,
         rotate: int = 0,
-        nframes: int = 40,
+        nframes: int | None = None,
     ) -> int:
+        """`nframes`: what Leginon counted for the movie (None: not known to the test)."""
         return self._insert(
             "CameraEMData",
             {

@@ -2,6 +2,8 @@
 -- creates them: table = class name, DEF_id/DEF_timestamp, field names verbatim (spaces
 -- included), references as `REF|<Class>|<field>` INT(20), sequences as `SEQ|<field>` TEXT.
 -- BufferHostData and BufferFramePathData follow the reference DDL exactly.
+-- One statement per table: the tests create only the tables a site has (sinedon creates a
+-- table when its first row is inserted: support/mariadb_server.py and leginon_data.py).
 
 CREATE TABLE `InstrumentData` (
   `DEF_id` int(16) NOT NULL AUTO_INCREMENT,
@@ -72,7 +74,17 @@ CREATE TABLE `DarkImageData` (
   KEY `REF|CameraEMData|camera` (`REF|CameraEMData|camera`)
 );
 
-CREATE TABLE `BrightImageData` LIKE `DarkImageData`;
+CREATE TABLE `BrightImageData` (
+  `DEF_id` int(16) NOT NULL AUTO_INCREMENT,
+  `DEF_timestamp` timestamp NOT NULL DEFAULT current_timestamp(),
+  `REF|SessionData|session` INT(20) NULL DEFAULT NULL,
+  `REF|CameraEMData|camera` INT(20) NULL DEFAULT NULL,
+  `filename` TEXT NULL,
+  `MRC|image` TEXT NULL,
+  PRIMARY KEY (`DEF_id`), KEY `DEF_timestamp` (`DEF_timestamp`),
+  KEY `REF|SessionData|session` (`REF|SessionData|session`),
+  KEY `REF|CameraEMData|camera` (`REF|CameraEMData|camera`)
+);
 
 CREATE TABLE `NormImageData` (
   `DEF_id` int(16) NOT NULL AUTO_INCREMENT,

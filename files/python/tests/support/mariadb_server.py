@@ -26,6 +26,21 @@ TEST_USER = "embuffer"
 TEST_PASSWORD = "test-password with spaces & quotes'"
 
 
+# The tables every leginondb that has seen one exposure holds; the rest appear when used.
+CORE_TABLES = ("InstrumentData", "SessionData", "CameraEMData", "AcquisitionImageData")
+
+
+def table_ddl() -> dict[str, str]:
+    """Table name -> its CREATE TABLE statement, from leginondb.sql."""
+    found: dict[str, str] = {}
+    for statement in SCHEMA.read_text().split(";"):
+        lines = [line for line in statement.splitlines() if not line.startswith("--")]
+        text = "\n".join(lines).strip()
+        if text:
+            found[text.split("`")[1]] = text
+    return found
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -127,24 +142,34 @@ class MariaDBServer:
             connect_timeout=2,
         )
 
-    def create_leginondb(self, name: str, *, with_append_full_head: bool = True) -> None:
-        """Create a fresh leginondb-like database and grant the test user on it."""
-        statements = [s.strip() for s in SCHEMA.read_text().split(";") if s.strip()]
+    def create_leginondb(
+        self,
+        name: str,
+        *,
+        with_append_full_head: bool = True,
+        tables: tuple[str, ...] | None = None,
+        without_columns: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        """Create a fresh leginondb-like database and grant the test user on it.
+
+        `tables`: only these tables (None: all). Leginon's ORM creates a table when its first
+        row is inserted, so a real site has the core tables and any others only once used;
+        `without_columns`: (table, column) pairs an older installation does not have."""
         connection = self.root()
         try:
             with connection.cursor() as cursor:
                 cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
                 cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET latin1")
                 cursor.execute(f"USE `{name}`")
-                for statement in statements:
-                    if statement.startswith("--"):
-                        statement = "\n".join(
-                            line for line in statement.splitlines() if not line.startswith("--")
-                        ).strip()
-                    if statement:
+                for table, statement in table_ddl().items():
+                    if tables is None or table in tables:
                         cursor.execute(statement)
+                dropped = list(without_columns)
                 if not with_append_full_head:
-                    cursor.execute("ALTER TABLE `BufferHostData` DROP COLUMN `append full head`")
+                    dropped.append(("BufferHostData", "append full head"))
+                for table, column in dropped:
+                    if tables is None or table in tables:
+                        cursor.execute(f"ALTER TABLE `{table}` DROP COLUMN `{column}`")
                 for host in ("localhost", "127.0.0.1"):
                     cursor.execute(
                         "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s",
