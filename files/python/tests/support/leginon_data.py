@@ -14,7 +14,6 @@ from typing import Any
 
 import pymysql
 
-
 # MySQL error numbers: no such table, no such column
 ER_NO_SUCH_TABLE = 1146
 ER_BAD_FIELD_ERROR = 1054
