@@ -1,0 +1,73 @@
+"""Power cuts on the buffer server at many points of ingest, archive and purge: no movie is
+ever lost, nothing half-written carries a final name, and the next boot repairs everything
+by itself (support/powercut.py; the filesystem model: support/powercut_fs.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from support.powercut import PHASES, PowerCutRun, mixed_movies, summary
+
+pytestmark = [pytest.mark.fault, pytest.mark.powercut]
+
+# Cut points sampled per phase: ingest has most of them (copies, publishes, the journal
+# barrier before each camera removal), archive only the journal's (primary is another
+# machine), purge one barrier and one removal per movie. POWERCUT_CUTS=ingest:N,... changes it.
+DEFAULT_CUTS = {"ingest": 110, "archive": 40, "purge": 60}
+
+
+def fuse_missing() -> str | None:
+    if os.geteuid() != 0:
+        return "mounting the power-cut filesystem needs root"
+    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
+        return "no /dev/fuse or fusermount3 (Debian fuse3)"
+    try:
+        import mfusepy  # noqa: F401
+    except (ImportError, OSError) as error:
+        return f"mfusepy unusable: {error}"
+    return None
+
+
+@pytest.fixture
+def powercut(host, registered, tmp_path: Path):
+    reason = fuse_missing()
+    if reason:
+        pytest.skip(reason)
+    host.write_config(grace_minutes=0, extra="[purge]\nretention_days = 0\n")
+    run = PowerCutRun(host, mixed_movies(host, registered), tmp_path / "powercut")
+    yield run
+    run.machine.power_off()
+
+
+def cuts_per_phase() -> dict[str, int]:
+    wanted = dict(DEFAULT_CUTS)
+    for item in filter(None, os.environ.get("POWERCUT_CUTS", "").split(",")):
+        phase, count = item.split(":")
+        wanted[phase] = int(count)
+    return wanted
+
+
+def seeds(phase: str, count: int) -> list[int]:
+    """Seed = phase number * 10000 + trial number: a seed names its phase and its point."""
+    return [PHASES.index(phase) * 10000 + number for number in range(count)]
+
+
+def test_every_movie_survives_power_cuts_during_ingest_archive_and_purge(powercut, capsys):
+    survey = powercut.survey()
+    assert all(survey.codes.get(phase) == 0 for phase in PHASES), survey.codes
+    assert set(powercut.plan) == set(PHASES), f"a phase without cut points: {survey.points}"
+    trials = []
+    replay = os.environ.get("POWERCUT_SEED")
+    for phase, count in cuts_per_phase().items():
+        for seed in seeds(phase, count):
+            if replay and seed != int(replay):
+                continue
+            cut_at = int(os.environ.get("POWERCUT_CUT_AT") or powercut.pick(seed, phase))
+            trials.append(powercut.trial(seed, cut_at))
+    with capsys.disabled():
+        print(f"\n{summary(trials, powercut.movies)}; cut points per phase {survey.points}")
+    failed = [trial.report() for trial in trials if trial.problems]
+    assert not failed, "\n\n".join(failed)
