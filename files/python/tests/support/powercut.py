@@ -17,7 +17,6 @@ One trial (`Machine.trial(seed)`):
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -28,6 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import xxhash
 from support.movies import eer_bytes, mrc_bytes, tiff_bytes
@@ -64,7 +64,7 @@ class Movie:
         )
 
 
-def mixed_movies(host: object, registered: dict[str, int]) -> list[Movie]:
+def mixed_movies(host: Any, registered: dict[str, int]) -> list[Movie]:
     """TIFF, MRC, EER, a DE `.frames` folder, a Falcon movie with its `.xml` sidecar, and
     files Leginon never recorded (one with a sidecar): registered in leginondb once."""
     session, camera = registered["session"], registered["camera"]
@@ -123,6 +123,8 @@ def empty(folder: Path) -> None:
 
 # ---------------------------------------------------------------------------- the machine
 
+Pattern = tuple[str, str]  # (after, on): see powercut_fs.Model.cut_after
+
 
 @dataclass
 class Boot:
@@ -137,19 +139,18 @@ class Boot:
 
 
 class Machine:
-    def __init__(self, host: object, workdir: Path) -> None:
+    def __init__(self, host: Any, workdir: Path) -> None:
         self.host = host
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.mount = host.root / "bufferdata"  # type: ignore[attr-defined]
+        self.mount = host.root / "bufferdata"
         self.image = workdir / "device.img"
         self.server: Server | None = None
-        state = host.journal.parent  # type: ignore[attr-defined]
+        state = host.journal.parent
         if not state.is_symlink():
             state.rmdir()
             state.symlink_to(self.mount / "state")
 
-    # ---- the device --------------------------------------------------------------------
     def fresh_device(self) -> None:
         """An empty buffer filesystem with its folders, all durable (as installed)."""
         model = Model()
@@ -159,9 +160,9 @@ class Machine:
         model.sync_all()
         model.save(self.image, everything=False)
 
-    def power_on(self, *, cut_at: int | None, log: Path) -> None:
+    def power_on(self, *, cut_at: int | None, log: Path, cut_on: Pattern | None = None) -> None:
         self.server = Server(self.mount, self.image, log)
-        self.server.start(cut_at=cut_at)
+        self.server.start(cut_at=cut_at, cut_on=cut_on)
 
     def power_off(self) -> None:
         if self.server is not None:
@@ -171,7 +172,7 @@ class Machine:
     def run_services(self, log: Path) -> dict[str, int]:
         """One boot's services, as a fresh process; their exit codes (-9: the cut)."""
         command = [sys.executable, str(SUPPORT / "powercut_services.py")]
-        command += [str(self.host.config_path), str(log), *SERVICES]  # type: ignore[attr-defined]
+        command += [str(self.host.config_path), str(log), *SERVICES]
         env = dict(os.environ, PYTHONPATH=str(SUPPORT.parent))
         with open(log.with_suffix(".err"), "ab") as errors:
             process = subprocess.run(command, stdout=errors, stderr=errors, env=env, timeout=300)
@@ -180,8 +181,8 @@ class Machine:
             boot.codes[boot.cut_phase] = process.returncode
         return boot.codes
 
-    def boot(self, *, cut_at: int | None, log: Path) -> Boot:
-        self.power_on(cut_at=cut_at, log=log)
+    def boot(self, *, cut_at: int | None, log: Path, cut_on: Pattern | None = None) -> Boot:
+        self.power_on(cut_at=cut_at, cut_on=cut_on, log=log)
         try:
             self.run_services(log)
         finally:
@@ -200,7 +201,7 @@ def read_log(log: Path) -> Boot:
             boot.codes[words[1]] = int(words[2])
         elif words[0] == "CUT":
             boot.cut_at, boot.cut_phase = int(words[1]), phase
-        elif words[0].isdigit():
+        elif words[0].isdigit() and len(words) >= 3:
             boot.points[phase] = boot.points.get(phase, 0) + 1
             boot.trace.append(f"{words[0]} {phase}: {words[1]} {words[2]}")
             if boot.cut_at is None:
@@ -211,12 +212,22 @@ def read_log(log: Path) -> Boot:
 # ---------------------------------------------------------------------------- the judge
 
 
+@dataclass(frozen=True)
+class Problem:
+    code: str  # what kind: "lost", "not-whole", "camera-leftover", ...
+    movie: str  # the camera name of the movie it concerns ("" for none)
+    text: str
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.text}"
+
+
 @dataclass
 class Verdict:
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
-    def add(self, problem: str) -> None:
-        self.problems.append(problem)
+    def add(self, code: str, movie: str, text: str) -> None:
+        self.problems.append(Problem(code, movie, text))
 
 
 def read_movie(path: Path) -> bytes | dict[str, bytes] | None:
@@ -233,23 +244,28 @@ def read_movie(path: Path) -> bytes | dict[str, bytes] | None:
 
 
 class Judge:
-    """What must hold after any cut, and after recovery."""
+    """What must hold after any cut, and after the next boot's recovery."""
 
-    def __init__(self, host: object, movies: list[Movie]) -> None:
+    def __init__(self, host: Any, movies: list[Movie]) -> None:
         self.host = host
         self.movies = movies
-        self.camera: Path = host.camera  # type: ignore[attr-defined]
-        self.buffer: Path = host.buffer  # type: ignore[attr-defined]
-        self.quarantine: Path = host.quarantine / "k3-cam-01"  # type: ignore[attr-defined]
-        self.primary: Path = host.primary  # type: ignore[attr-defined]
+        self.camera: Path = host.camera
+        self.buffer: Path = host.buffer
+        self.quarantine: Path = host.quarantine / "k3-cam-01"
+        self.primary: Path = host.primary
+
+    def movie_named(self, name: str) -> str:
+        """The movie a quarantine name (`name`, `name.1`, ...) belongs to."""
+        for movie in self.movies:
+            if name == movie.name or name.startswith(movie.name + "."):
+                return movie.name
+        return name
 
     def quarantined_copies(self, movie: Movie) -> list[Path]:
         if not self.quarantine.is_dir():
             return []
         return sorted(
-            path
-            for path in self.quarantine.iterdir()
-            if path.name == movie.name or path.name.startswith(movie.name + ".")
+            p for p in self.quarantine.iterdir() if self.movie_named(p.name) == movie.name
         )
 
     def places(self, movie: Movie, verdict: Verdict) -> list[str]:
@@ -268,25 +284,10 @@ class Judge:
                 continue
             if content == movie.data:
                 found.append(place)
-            elif place == "camera":
-                continue  # a source being removed after its copy was verified
-            elif place != "quarantine" or path.name == movie.name:
+            elif place != "camera":  # a camera folder is emptied member by member, verified
                 size = len(content) if isinstance(content, bytes) else f"{len(content)} members"
-                verdict.add(f"{movie.name}: {place} copy {path} is not whole ({size})")
+                verdict.add("not-whole", movie.name, f"{place} copy {path} is not whole ({size})")
         return found
-
-    def after_cut(self) -> Verdict:
-        """The files as the cut left them: every movie complete somewhere."""
-        verdict = Verdict()
-        for movie in self.movies:
-            if not self.places(movie, verdict):
-                partials = [
-                    p
-                    for p in self.all_files()
-                    if movie.name in p.name or (movie.image and movie.image in p.name)
-                ]
-                verdict.add(f"{movie.name} LOST: complete nowhere (partials: {partials})")
-        return verdict
 
     def all_files(self) -> list[Path]:
         found = []
@@ -295,88 +296,157 @@ class Judge:
                 found += [p for p in root.rglob("*") if p.is_file()]
         return found
 
+    def after_cut(self) -> Verdict:
+        """The files as the cut left them: every movie complete somewhere, none only as a
+        partial copy, no final name holding anything but the whole movie."""
+        verdict = Verdict()
+        for movie in self.movies:
+            if not self.places(movie, verdict):
+                partials = [p.name for p in self.all_files() if PARTIAL_SUFFIX in p.name]
+                verdict.add("lost", movie.name, f"{movie.name} LOST: complete nowhere {partials}")
+        return verdict
+
     def after_recovery(self, codes: dict[str, int]) -> Verdict:
+        """After one boot of the services on what survived, with nobody's help: everything
+        where it belongs, nothing left over, and the journal says so."""
         verdict = self.after_cut()
         for phase in PHASES:
             if codes.get(phase) != 0:
-                verdict.add(f"recovery: `embuffer {phase}` exited {codes.get(phase)}")
-        leftovers = [p.name for p in self.camera.iterdir()]
-        if leftovers:
-            verdict.add(f"recovery left movies on the camera share: {leftovers}")
+                verdict.add("exit", "", f"`embuffer {phase}` exited {codes.get(phase)}")
+        for path in self.camera.iterdir():
+            verdict.add("camera-leftover", path.name, f"{path.name} left on the camera share")
         for path in self.all_files():
-            if path.name.endswith(PARTIAL_SUFFIX):
-                verdict.add(f"recovery left a partial copy: {path}")
-        on_buffer = [p for p in self.buffer.rglob("*") if p.is_file()]
-        if on_buffer:
-            verdict.add(f"buffer copies not purged (retention 0): {on_buffer}")
+            if PARTIAL_SUFFIX in path.name:
+                verdict.add("partial-left", "", f"a partial copy left behind: {path}")
+        for path in self.buffer.rglob("*"):
+            if path.is_file():
+                verdict.add("not-purged", "", f"buffer copy not purged (retention 0): {path}")
         for movie in self.movies:
             places = self.places(movie, Verdict())
             want = "primary" if movie.image else "quarantine"
             if want not in places:
-                verdict.add(f"{movie.name}: not on {want} after recovery (only {places})")
-            if not movie.image and len(self.quarantined_copies(movie)) != 1:
+                verdict.add("not-in-place", movie.name, f"{movie.name}: not on {want} ({places})")
+            copies = len(self.quarantined_copies(movie))
+            if not movie.image and copies != 1:
                 verdict.add(
-                    f"{movie.name}: {len(self.quarantined_copies(movie))} copies in quarantine"
+                    "quarantine-copies", movie.name, f"{movie.name}: {copies} in quarantine"
                 )
         self.journal_agrees(verdict)
         return verdict
 
     def journal_agrees(self, verdict: Verdict) -> None:
-        journal = self.host.journal  # type: ignore[attr-defined]
         try:
-            connection = sqlite3.connect(journal)
+            connection = sqlite3.connect(self.host.journal)
             connection.row_factory = sqlite3.Row
             (check,) = connection.execute("PRAGMA integrity_check").fetchone()
             rows = [dict(row) for row in connection.execute("SELECT * FROM movies ORDER BY id")]
             connection.close()
         except sqlite3.Error as error:
-            verdict.add(f"journal does not open: {error}")
+            verdict.add("journal-open", "", f"the journal does not open: {error}")
             return
         if check != "ok":
-            verdict.add(f"journal integrity_check: {check}")
-        busy = [
-            row
-            for row in rows
-            if row["state"] in ("seen", "matched", "copying", "copied", "verified")
-        ]
-        for row in busy:
-            verdict.add(
-                f"journal row {row['id']} ({row['source_path']}) left in state {row['state']}"
-            )
-        for movie in self.movies:
-            if movie.image:
-                mine = [
-                    row
-                    for row in rows
-                    if row["camera"] == "k3-cam-01"
-                    and row["image_filename"] == movie.image
-                    and row["rel_path"] == movie.rel
-                ]
-                if not mine:
-                    verdict.add(
-                        f"{movie.name}: the journal has no record of {movie.rel} from "
-                        f"image {movie.image}"
-                    )
-                elif not any(r["state"] == "purged" and r["hash"] == movie.digest for r in mine):
-                    states = [(r["state"], r["hash"] == movie.digest) for r in mine]
-                    verdict.add(f"{movie.name}: journal rows (state, hash ok) {states}")
+            verdict.add("journal-open", "", f"journal integrity_check: {check}")
         for row in rows:
+            if row["state"] in ("seen", "matched", "copying", "copied", "verified"):
+                name = Path(row["source_path"] or "").name
+                verdict.add("journal-busy", name, f"row {row['id']} ({name}) left {row['state']}")
+        for movie in self.movies:
+            if not movie.image:
+                continue
+            mine = [
+                row
+                for row in rows
+                if row["camera"] == "k3-cam-01"
+                and row["image_filename"] == movie.image
+                and row["rel_path"] == movie.rel
+            ]
+            if not mine:
+                verdict.add("journal-no-record", movie.name, f"no record of {movie.rel}")
+            elif not any(row["state"] == "purged" and row["hash"] == movie.digest for row in mine):
+                states = [(row["state"], row["hash"] == movie.digest) for row in mine]
+                verdict.add("journal-state", movie.name, f"rows (state, hash ok): {states}")
+        for row in rows:  # no buffer copy purged whose primary copy is not verified
             if row["state"] != "purged":
                 continue
             primary = Path(row["primary_path"] or "/nonexistent")
             expected = next((m for m in self.movies if m.rel == row["rel_path"]), None)
             if row["primary_verified_at"] is None:
-                verdict.add(f"purged {row['rel_path']} without a verified primary copy")
+                verdict.add("purged-unverified", "", f"purged {row['rel_path']} unverified")
             elif expected is not None and read_movie(primary) != expected.data:
-                verdict.add(f"purged {row['rel_path']}: primary {primary} is not the movie")
+                verdict.add("purged-unverified", "", f"purged {row['rel_path']}: {primary} wrong")
         quarantined = {row["dest_path"]: row for row in rows if row["state"] == "quarantined"}
         if self.quarantine.is_dir():
             for path in self.quarantine.iterdir():
                 row = quarantined.get(str(path))
+                name = self.movie_named(path.name)
                 if row is None:
-                    verdict.add(f"quarantine holds {path.name}, which the journal does not know")
+                    text = f"quarantine holds {path.name}, which the journal does not know"
+                    verdict.add("journal-unknown-quarantine", name, text)
                 elif row["hash"] != xxhash.xxh3_128(path.read_bytes()).hexdigest():
-                    verdict.add(f"quarantine {path.name}: journal hash disagrees")
+                    verdict.add("journal-state", name, f"quarantine {path.name}: hash differs")
+
+
+# ---------------------------------------------------------------------------- known defects
+
+
+@dataclass(frozen=True)
+class Defect:
+    """An engine defect the cuts found that loses no movie but needs a hand to clean up.
+    Each has a strict-xfail regression test in test_powercut.py that replays it; a trial
+    whose problems all belong to known defects does not fail the sampled suite (it is
+    counted and named in the summary), anything else does."""
+
+    name: str
+    codes: frozenset[str]
+    concerns: str  # which movies: "unmatched", "sidecar" or "folder"
+
+    def explains(self, problem: Problem, movies: list[Movie]) -> bool:
+        movie = next((m for m in movies if m.name == problem.movie), None)
+        if movie is None or problem.code not in self.codes:
+            return False
+        if self.concerns == "unmatched":
+            return movie.image is None
+        if self.concerns == "sidecar":
+            return movie.name.endswith(".xml")
+        return movie.is_dir
+
+
+QUARANTINED_TWICE = Defect(
+    # A cut after a quarantine copy is published and before the journal barrier: the camera
+    # file is still there, the next start quarantines it again as `name.1`, and the first
+    # copy belongs to no journal row (`embuffer quarantine list` never shows it).
+    "quarantine copy made twice",
+    frozenset({"quarantine-copies", "journal-unknown-quarantine"}),
+    "unmatched",
+)
+SIDECAR_STRANDED = Defect(
+    # A cut after a movie left the camera share and before its `.xml` sidecar was copied:
+    # a sidecar is no candidate of its own and the movie's recovery does not look for it,
+    # so it stays on the camera share for ever.
+    "sidecar stranded on the camera share",
+    frozenset({"camera-leftover", "not-in-place", "quarantine-copies", "journal-no-record"}),
+    "sidecar",
+)
+FOLDER_STRANDED = Defect(
+    # A cut after a DE folder was published and before the journal recorded the copy: the
+    # retry finds the identical folder, Transfer._adopt_existing records no manifest, and
+    # remove_source then removes none of its members: the folder stays on the camera share.
+    "DE folder stranded on the camera share",
+    frozenset({"camera-leftover"}),
+    "folder",
+)
+KNOWN_DEFECTS = (QUARANTINED_TWICE, SIDECAR_STRANDED, FOLDER_STRANDED)
+
+
+def known_defects(problems: list[Problem], movies: list[Movie]) -> set[str] | None:
+    """The known defects that explain every problem, or None when one is unexplained."""
+    names = set()
+    for problem in problems:
+        defect = next((d for d in KNOWN_DEFECTS if d.explains(problem, movies)), None)
+        if defect is None:
+            return None
+        names.add(defect.name)
+    return names
 
 
 # ---------------------------------------------------------------------------- trials
@@ -385,31 +455,31 @@ class Judge:
 @dataclass
 class Trial:
     seed: int
-    cut_at: int
     boot: Boot
     after_cut: Verdict
     after_recovery: Verdict
 
     @property
-    def problems(self) -> list[str]:
+    def problems(self) -> list[Problem]:
         return self.after_cut.problems + self.after_recovery.problems
 
     def report(self) -> str:
-        lines = [
-            f"seed {self.seed}: cut at point {self.cut_at} ({self.boot.cut_phase}: "
-            f"{self.boot.cut_op}); exit codes before the cut {self.boot.codes}",
-            *(f"  after the cut: {p}" for p in self.after_cut.problems),
-            *(f"  after recovery: {p}" for p in self.after_recovery.problems),
-            "  cut points up to the cut:",
-            *(f"    {line}" for line in self.boot.trace[-25:]),
-        ]
-        return "\n".join(lines)
+        return "\n".join(
+            [
+                f"seed {self.seed}: cut at point {self.boot.cut_at} ({self.boot.cut_phase}: "
+                f"{self.boot.cut_op}); exit codes before the cut {self.boot.codes}",
+                *(f"  after the cut: {p}" for p in self.after_cut.problems),
+                *(f"  after recovery: {p}" for p in self.after_recovery.problems),
+                "  the cut points before the cut:",
+                *(f"    {line}" for line in self.boot.trace[-12:]),
+            ]
+        )
 
 
 class PowerCutRun:
-    """Trials on one machine with one set of movies; `plan` comes from a run without a cut."""
+    """Trials on one machine with one set of movies; `plan` comes from a boot without a cut."""
 
-    def __init__(self, host: object, movies: list[Movie], workdir: Path) -> None:
+    def __init__(self, host: Any, movies: list[Movie], workdir: Path) -> None:
         self.host = host
         self.movies = movies
         self.machine = Machine(host, workdir)
@@ -419,16 +489,16 @@ class PowerCutRun:
 
     def reset(self) -> None:
         self.machine.fresh_device()
-        put_on_camera(self.host.camera, self.movies)  # type: ignore[attr-defined]
-        empty(self.host.primary)  # type: ignore[attr-defined]
+        put_on_camera(self.host.camera, self.movies)
+        empty(self.host.primary)
 
     def survey(self) -> Boot:
-        """A boot without a cut (its unmount still keeps only what was synced): how many
-        cut points each phase has, and proof that the movies go all the way."""
+        """A boot without a cut, to count each phase's cut points. Its end is a cut while the
+        machine is idle, so the next boot and the judge run on what it left synced."""
         self.reset()
         log = self.workdir / "survey.log"
         log.unlink(missing_ok=True)
-        boot = self.machine.boot(cut_at=None, log=log)
+        boot = self.machine.boot(cut_at=None, cut_on=("$^", "$^"), log=log)
         first = 1
         for phase in PHASES:
             count = boot.points.get(phase, 0)
@@ -441,43 +511,45 @@ class PowerCutRun:
         first, last = self.plan[phase]
         return random.Random(seed).randint(first, last)
 
-    def trial(self, seed: int, cut_at: int) -> Trial:
+    def trial(self, seed: int, cut_at: int | None, cut_on: Pattern | None = None) -> Trial:
         self.reset()
-        log = self.workdir / f"trial-{seed}.log"
-        for path in (log, log.with_suffix(".err"), log.with_suffix(".fs")):
+        logs = [self.workdir / f"{kind}-{seed}.log" for kind in ("trial", "recovery")]
+        files = [log.with_suffix(suffix) for log in logs for suffix in (".log", ".err", ".fs")]
+        for path in files:
             path.unlink(missing_ok=True)
-        boot = self.machine.boot(cut_at=cut_at, log=log)
-        recovery_log = self.workdir / f"recovery-{seed}.log"
-        recovery_log.unlink(missing_ok=True)
-        self.machine.power_on(cut_at=None, log=recovery_log)
+        boot = self.machine.boot(cut_at=cut_at, cut_on=cut_on, log=logs[0])
+        self.machine.power_on(cut_at=None, log=logs[1])
         try:
             after_cut = self.judge.after_cut()
-            codes = self.machine.run_services(recovery_log)
+            codes = self.machine.run_services(logs[1])
             after_recovery = self.judge.after_recovery(codes)
         finally:
             self.machine.power_off()
-        trial = Trial(seed, cut_at, boot, after_cut, after_recovery)
-        if not trial.problems:
-            for path in (log, log.with_suffix(".err"), log.with_suffix(".fs"), recovery_log):
-                path.unlink(missing_ok=True)
-            for path in (recovery_log.with_suffix(".err"), recovery_log.with_suffix(".fs")):
+        trial = Trial(seed, boot, after_cut, after_recovery)
+        if not trial.problems:  # keep the logs of the trials that found something
+            for path in files:
                 path.unlink(missing_ok=True)
         return trial
 
 
 def summary(trials: list[Trial], movies: list[Movie]) -> str:
     per_phase: dict[str, int] = {}
+    defects: dict[str, list[int]] = {}
+    unexplained = []
     for trial in trials:
-        phase = trial.boot.cut_phase or "none (after the services)"
+        phase = trial.boot.cut_phase or "idle"
         per_phase[phase] = per_phase.get(phase, 0) + 1
-    failed = [trial for trial in trials if trial.problems]
-    return (
-        f"power cuts tried: {len(trials)} "
-        f"({', '.join(f'{phase} {count}' for phase, count in per_phase.items())}); "
-        f"movies judged per cut: {len(movies)}; trials with problems: {len(failed)}"
-        + (f" (seeds {[t.seed for t in failed]})" if failed else "")
-    )
-
-
-def as_json(trial: Trial) -> str:
-    return json.dumps({"seed": trial.seed, "cut_at": trial.cut_at, "problems": trial.problems})
+        names = known_defects(trial.problems, movies)
+        if names is None:
+            unexplained.append(trial.seed)
+        for name in sorted(names or ()):
+            defects.setdefault(name, []).append(trial.seed)
+    lost = sum(1 for trial in trials for problem in trial.problems if problem.code == "lost")
+    tried = ", ".join(f"{phase} {count}" for phase, count in per_phase.items())
+    lines = [
+        f"power cuts tried: {len(trials)} ({tried}); movies judged per cut: {len(movies)}; "
+        f"movies lost: {lost}; trials with unexplained problems: {len(unexplained)} "
+        f"{unexplained or ''}",
+        *(f"  known defect '{name}': seeds {seeds}" for name, seeds in defects.items()),
+    ]
+    return "\n".join(lines)

@@ -39,10 +39,12 @@ test with `serve()` in a forked child, see support/powercut.py.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import os
 import pickle
+import re
 import signal
 import stat
 import sys
@@ -100,6 +102,11 @@ class Model:
         self.open_count: dict[int, int] = {}
         self.candidates = 0
         self.cut_at: int | None = None
+        # or by what the cut point does: at the first one matching `cut_on` that comes after
+        # one matching `cut_after` (regular expressions over "op path"), for regression tests
+        self.cut_after: str | None = None
+        self.cut_on: str | None = None
+        self._armed = False
         self.cut_done = False
         self.on_cut: Any = None  # called with the request's pid when the cut fires
         self.log: Any = None  # file: one line per cut point
@@ -154,7 +161,14 @@ class Model:
         if self.log is not None:
             self.log.write(f"{self.candidates} {op} {path} {pid}\n")
             self.log.flush()
-        if self.cut_at is not None and self.candidates >= self.cut_at:
+        point = f"{op} {path}"
+        hit = self.cut_at is not None and self.candidates >= self.cut_at
+        if self.cut_on is not None:
+            if self._armed and re.search(self.cut_on, point):
+                hit = True
+            elif re.search(self.cut_after or "", point):
+                self._armed = True
+        if hit:
             self.cut_done = True
             if self.on_cut is not None:
                 self.on_cut(pid)
@@ -617,6 +631,8 @@ def serve(
     image: Path,
     *,
     cut_at: int | None = None,
+    cut_after: str | None = None,
+    cut_on: str | None = None,
     log: Path | None = None,
 ) -> int:
     """Mount `image` on `mount` and serve until unmounted. With `cut_at`, the N-th cut point
@@ -630,6 +646,8 @@ def serve(
     logging.getLogger("mfusepy").setLevel(logging.CRITICAL)  # EIO after a cut is expected
     model = Model.load(image)
     model.cut_at = cut_at
+    model.cut_after, model.cut_on = cut_after, cut_on
+    cutting = cut_at is not None or cut_on is not None
     model.log = open(log, "a", buffering=1) if log else None  # noqa: SIM115
 
     def on_cut(pid: int) -> None:
@@ -638,10 +656,8 @@ def serve(
             model.log.write(f"CUT {model.candidates} {pid}\n")
         if pid > 0 and pid != os.getpid():
             # the program stops with the power; SIGKILL to a thread id ends its whole process
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     model.on_cut = on_cut
 
@@ -656,7 +672,7 @@ def serve(
         fsname="powercut",
     )
     if not model.cut_done:
-        model.save(image, everything=cut_at is None)
+        model.save(image, everything=not cutting)
     if model.log is not None:
         model.log.close()
     return 0
@@ -669,13 +685,16 @@ class Server:
         self.mount, self.image, self.log = mount, image, log
         self.process: Any = None
 
-    def start(self, *, cut_at: int | None) -> None:
+    def start(self, *, cut_at: int | None, cut_on: tuple[str, str] | None = None) -> None:
+        """`cut_on`: (after, on) patterns, see Model.cut_after."""
         import subprocess
 
         command = [sys.executable, __file__, str(self.mount), str(self.image)]
         command += ["--log", str(self.log)]
         if cut_at is not None:
             command += ["--cut-at", str(cut_at)]
+        if cut_on is not None:
+            command += ["--cut-after", cut_on[0], "--cut-on", cut_on[1]]
         with open(self.log.with_suffix(".fs"), "ab") as errors:
             self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
         deadline = time.monotonic() + 20
@@ -709,6 +728,17 @@ if __name__ == "__main__":
     parser.add_argument("mount", type=Path)
     parser.add_argument("image", type=Path)
     parser.add_argument("--cut-at", type=int)
+    parser.add_argument("--cut-after", help="regular expression over 'op path'")
+    parser.add_argument("--cut-on", help="regular expression over 'op path'")
     parser.add_argument("--log", type=Path)
     arguments = parser.parse_args()
-    sys.exit(serve(arguments.mount, arguments.image, cut_at=arguments.cut_at, log=arguments.log))
+    sys.exit(
+        serve(
+            arguments.mount,
+            arguments.image,
+            cut_at=arguments.cut_at,
+            cut_after=arguments.cut_after,
+            cut_on=arguments.cut_on,
+            log=arguments.log,
+        )
+    )
