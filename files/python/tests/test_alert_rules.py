@@ -58,6 +58,7 @@ def test_the_issue_alerts_exist_with_severity_and_operator_text():
         "EmbufferQuarantineGrowing",
         "EmbufferMetricsDown",
         "EmbufferServiceDown",
+        "EmbufferFileHeldOnCamera",
     }
     rules = alerts()
     assert wanted <= set(rules)
@@ -85,6 +86,7 @@ def test_every_alert_is_tested_both_firing_and_silent():
         ("EmbufferBufferFullSoon", ("< 12", "< 200")),  # would page on a healthy buffer
         ("EmbufferIngestStalled", ("for: 5m", "for: 50m")),  # would never page in time
         ("EmbufferMetricsDown", ("> 300", "> 300000")),  # would miss a stale textfile
+        ("EmbufferFileHeldOnCamera", ("> 0", "> 1")),  # would miss a single held file
     ],
 )
 def test_the_rule_tests_catch_a_broken_rule(tmp_path, alert, broken):

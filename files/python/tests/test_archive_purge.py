@@ -363,3 +363,31 @@ def test_status_forecast_and_backlog(host, registered, capsys):
     assert status["archive"]["backlog_bytes"] > 0
     assert status["buffer"]["hours_until_full"] is not None
     assert status["buffer"]["intake_bytes_per_hour"] > 0
+
+
+def test_adopted_files_keep_their_age_for_purge(host, registered, capsys):
+    # A buffer that held movies before embuffer ran (migration from the legacy tools):
+    # 30 days old, retention 14 days. They are archived, then purged at once, not in 14 days.
+    folder = host.buffer / "joe" / "legacy01" / "rawdata"
+    folder.mkdir(parents=True)
+    month_ago = time.time() - 30 * 86400
+    week_ago = time.time() - 7 * 86400
+    for name, when in (("old_1.frames.mrc", month_ago), ("recent_1.frames.mrc", week_ago)):
+        (folder / name).write_bytes(mrc_bytes(8, 8, 2, seed=len(name)))
+        os.utime(folder / name, (when, when))
+
+    assert run(host, "archive", "--once") == 0
+    assert run(host, "purge") == 0
+    out = capsys.readouterr().out
+    assert not (folder / "old_1.frames.mrc").exists()
+    assert (host.primary / "joe/legacy01/rawdata/old_1.frames.mrc").exists()
+    assert (folder / "recent_1.frames.mrc").exists(), "a week old: kept"
+    assert "counted from the file's mtime on the buffer (adopted" in out
+    [evidence] = [
+        json.loads(row[0])
+        for row in journal(host).execute(
+            "SELECT purge_evidence FROM movies WHERE state = 'purged'"
+        )
+    ]
+    assert evidence["age_from"].startswith("the file's mtime on the buffer")
+    assert "older than 14 days (30.0 d" in evidence["why"]

@@ -192,7 +192,10 @@ class Archiver:
             first_seen=now,
             closed_at=info.st_mtime,
             buffer_visible_at=info.st_mtime,
-            verified_at=now,
+            # A file found on the buffer has been there since it was last written (a
+            # migration from the legacy tools, frames Leginon wrote here in an outage): its
+            # age for purge counts from then, not from today (purge.py names which was used).
+            verified_at=min(now, info.st_mtime),
         )
         self.journal.event("adopted", movie_id=movie_id, nbytes=size, detail=str(path))
         known.add(rel)

@@ -54,11 +54,12 @@ def _stop_on_signals() -> threading.Event:
 
 def cmd_config_check(config: Config, _args: argparse.Namespace) -> int:
     from embuffer.config import runtime_warnings
+    from embuffer.registration_check import camera_registration_problems
 
-    warnings = runtime_warnings(config)
+    warnings = runtime_warnings(config) + camera_registration_problems(config)
     for warning in warnings:
         print(f"  - {warning}")
-    verdict = "OK" if not warnings else f"usable, but {len(warnings)} folder(s) unavailable now"
+    verdict = "OK" if not warnings else f"{len(warnings)} problem(s) stop part of the work now"
     print(
         f"{config.path}: {verdict} ({len(config.cameras)} camera(s), buffer {config.buffer_root})"
     )
@@ -266,8 +267,27 @@ def cmd_outage(config: Config, args: argparse.Namespace) -> int:
         print(json.dumps({"changed": changed, "outage": journal.get_setting("outage")}))
         return 0
     if args.action == "end":
+        from embuffer.frame_paths import register_outage_sessions
+
         ended = outage.end(journal)
-        print(json.dumps({"changed": ended is not None, "outage": ended}))
+        # frames placed while BufferHostData was disabled: record where they are for Appion
+        db = LeginonDB(read_credentials(config.db_credentials))
+        try:
+            registration = register_outage_sessions(db, journal)
+            recorded: object = {
+                "recorded": registration.recorded,
+                "still_disabled": registration.pending,
+                "conflicts": registration.conflicts,
+            }
+        except Exception as error:  # noqa: BLE001 - the ingest records them within a minute
+            recorded = {"error": f"not recorded now ({error}); the ingest retries every minute"}
+        finally:
+            db.close()
+        print(
+            json.dumps(
+                {"changed": ended is not None, "outage": ended, "buffer_frame_paths": recorded}
+            )
+        )
         return 0
     report = outage.report(journal, LeginonDB(read_credentials(config.db_credentials)))
     if report is None:

@@ -52,7 +52,7 @@ from embuffer.scan import (
     list_candidates,
     sidecar_for,
 )
-from embuffer.transfer import Pending, SourceBusy, Transfer, VerificationFailed
+from embuffer.transfer import Pending, SourceBusy, SourceRewritten, Transfer, VerificationFailed
 from embuffer.verified_copy import CopyAborted, Ownership, SourceChanged
 
 log = logging.getLogger("embuffer.ingest")
@@ -120,8 +120,10 @@ class CameraIngest:
             try:
                 outcome = self.transfer.recover(movie)
                 log.info("recover %r: %s (was %s)", movie.source_path, outcome, movie.state)
-            except (OSError, VerificationFailed) as error:
-                log.error("recover %r failed: %s; will retry", movie.source_path, error)
+            except SourceRewritten as rewritten:
+                self._quarantine_earlier_copy(rewritten)
+            except Exception as error:  # noqa: BLE001 - the camera starts anyway; retried later
+                log.error("recover %r failed: %r; will retry", movie.source_path, error)
 
     def _start_verifiers(self) -> list[threading.Thread]:
         """Threads that publish and re-read finished copies, so that verifying one movie
@@ -566,6 +568,8 @@ class CameraIngest:
         done = True  # False: the movie stays with the verifiers (a retry is scheduled)
         try:
             done = self._publish_verify_remove(item, movie_id)
+        except SourceRewritten as rewritten:
+            self._quarantine_earlier_copy(rewritten)
         except SourceBusy as busy:
             tries = self._busy_tries.get(movie_id, 0) + 1
             self._busy_tries[movie_id] = tries
@@ -610,6 +614,23 @@ class CameraIngest:
                 movie.hash,
             )
         return True
+
+    def _quarantine_earlier_copy(self, rewritten: SourceRewritten) -> None:
+        """The camera rewrote a file with other bytes after its copy: the earlier copy is a
+        movie of its own, so it leaves the buffer root for quarantine (verified, never
+        deleted), and then the camera file is copied again."""
+        earlier_id = self.journal.insert_movie(
+            camera=self.camera.host, kind="file", source_path=str(rewritten.earlier), state=j.SEEN
+        )
+        quarantine_movie(
+            self.config,
+            self.journal,
+            self.transfer,
+            earlier_id,
+            f"earlier copy of {rewritten.source}: the camera rewrote that file with other "
+            "bytes after this was copied",
+        )
+        self.transfer.copy_again(rewritten.movie_id, "the earlier copy went to quarantine")
 
     def _after_failure(self, movie_id: int, error: Exception, *, counted: bool = False) -> bool:
         """A verifier step failed: if the row still waits for a verifier step (copied or

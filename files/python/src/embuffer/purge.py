@@ -31,6 +31,15 @@ from embuffer.verified_copy import hash_path, remove_tree_quietly
 log = logging.getLogger("embuffer.purge")
 
 
+def age_basis(movie: Movie) -> str:
+    """Which time a movie's age on the buffer counts from, for the evidence log."""
+    if movie.camera == "adopted":
+        return "the file's mtime on the buffer (adopted: it was there before the journal knew it)"
+    if movie.verified_at is not None:
+        return "its verification on the buffer"
+    return "its first sight on the camera share"
+
+
 @dataclass
 class PurgeReport:
     lines: list[str] = field(default_factory=list)
@@ -89,7 +98,10 @@ class Purger:
             age = now - float(movie.verified_at or movie.first_seen)
             projected = used - 100.0 * planned_free / total
             if age >= retention:
-                why = f"older than {self.config.purge.retention_days:g} days ({age / 86400:.1f} d)"
+                why = (
+                    f"older than {self.config.purge.retention_days:g} days ({age / 86400:.1f} d, "
+                    f"counted from {age_basis(movie)})"
+                )
             elif freeing and projected > low:
                 why = f"buffer above {high:g} % used (now {projected:.1f} %)"
             else:
@@ -162,6 +174,7 @@ class Purger:
                 "hash": movie.hash,
                 "primary_verified_at": movie.primary_verified_at,
                 "why": why,
+                "age_from": age_basis(movie),
                 "paranoid": self.paranoid,
             }
         )

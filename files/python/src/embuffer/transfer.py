@@ -26,10 +26,10 @@ from embuffer.verified_copy import (
     DestinationExists,
     Ownership,
     Progress,
+    bytes_differing,
     copy_path,
     finish_partial,
     hash_path,
-    hash_prefix,
     make_folders,
     partial_path,
     remove_tree_quietly,
@@ -48,6 +48,22 @@ class SourceBusy(OSError):
     (a CIFS sharing violation reads as EACCES, EBUSY or ETXTBSY here). The buffer copy is
     verified and recorded; the removal is simply tried again later."""
 
+
+class SourceRewritten(Exception):
+    """The camera rewrote the file with other bytes after it was copied: the earlier copy is
+    a movie of its own. The row is back to "matched" (the file is copied again); the caller
+    moves the earlier copy, at `earlier`, out of the buffer root (to quarantine)."""
+
+    def __init__(self, movie_id: int, earlier: Path, source: Path) -> None:
+        super().__init__(f"{source} was rewritten after its copy; earlier copy at {earlier}")
+        self.movie_id = movie_id
+        self.earlier = earlier
+        self.source = source
+
+
+# An append rewrites a few bytes of what was there: an MRC header's nz and sizes, a TIFF
+# IFD's link to the next page. More than this differing means other bytes, another movie.
+APPEND_REWRITES_AT_MOST_BYTES = 64
 
 # what a Windows share answers when the camera software still has the file open
 BUSY_ERRNOS = (errno.EACCES, errno.EBUSY, errno.ETXTBSY, errno.EPERM)
@@ -248,49 +264,53 @@ class Transfer:
         raise SourceBusy(error.errno, f"{movie.source_path}: {reason}")
 
     def _source_rewritten(self, movie: Movie, new_size: int) -> None:
-        """The camera appended to (or rewrote) the file after it was copied. The copy on the
-        buffer is an earlier state of it and must not stay under the final name: when it is
-        a prefix of what the camera holds now, the camera copy contains all of it and the
-        buffer copy goes; otherwise it is a different movie and moves to quarantine. The row
-        goes back to "matched", so the next pass copies the file again, whole."""
+        """The camera appended to (or rewrote) the file after it was copied, so the copy on
+        the buffer is an earlier state of it and must not stay under the final name. When the
+        camera's file still holds all of it (an append: at most a header's counts or a page
+        link rewritten), the earlier copy is removed; otherwise it is a movie of its own and
+        SourceRewritten tells the caller to move it to quarantine. Either way the row goes
+        back to "matched", so the next pass copies the file again, whole."""
         dest = Path(movie.dest_path)
         source = Path(movie.source_path)
-        superseded = (
-            movie.kind != "dir"
-            and new_size >= int(movie.size or 0)
-            and hash_prefix(source, int(movie.size or 0)) == movie.hash
+        size = int(movie.size or 0)
+        gone = not os.path.lexists(dest)  # moved to quarantine before a crash: nothing left
+        appended = gone or (
+            new_size >= size
+            and bytes_differing(dest, source, APPEND_REWRITES_AT_MOST_BYTES)
+            <= APPEND_REWRITES_AT_MOST_BYTES
         )
-        if superseded:
-            remove_tree_quietly(dest)
-            outcome = "the earlier, shorter copy was removed from the buffer"
-        else:
-            kept = self._set_aside(dest)
-            outcome = f"the earlier copy was kept as {kept}"
-        detail = f"{source} changed after its copy ({movie.size} -> {new_size} bytes); {outcome}"
-        with self.journal.transaction():
-            self.journal.update_movie(
-                movie.id,
-                state=j.MATCHED,
-                size=None,
-                hash=None,
-                verified_at=None,
-                buffer_visible_at=None,
-                reason=f"source changed after copy; {outcome}; copied again",
+        if not appended:
+            # the caller moves it to quarantine first, then calls `copy_again`; till then the
+            # row keeps its state, so no pass can copy over the earlier copy's name
+            self.journal.event(
+                "source_changed",
+                movie_id=movie.id,
+                camera=movie.camera,
+                detail=f"{source} rewritten with other bytes after its copy; the earlier "
+                f"copy {dest} goes to quarantine",
             )
+            raise SourceRewritten(movie.id, dest, source)
+        outcome = "the earlier, shorter copy was removed from the buffer"
+        detail = f"{source} changed after its copy ({size} -> {new_size} bytes); {outcome}"
+        remove_tree_quietly(dest)
+        self.copy_again(movie.id, outcome)
+        with self.journal.transaction():
             self.journal.event(
                 "source_changed", movie_id=movie.id, camera=movie.camera, detail=detail
             )
         log.warning("%s; it is copied again", detail)
 
-    def _set_aside(self, dest: Path) -> Path:
-        """Rename a published copy that is not a prefix of its source to a visible, unique
-        name beside it (`<name>.superseded-<n>`), never deleting it."""
-        for n in range(1, 1000):
-            aside = dest.with_name(f"{dest.name}.superseded-{n}")
-            if not os.path.lexists(aside):
-                os.rename(dest, aside)
-                return aside
-        raise OSError(errno.EEXIST, f"no free name beside {dest} to set the earlier copy aside")
+    def copy_again(self, movie_id: int, why: str) -> None:
+        """Back to "matched": the next pass copies the camera file again, whole."""
+        self.journal.update_movie(
+            movie_id,
+            state=j.MATCHED,
+            size=None,
+            hash=None,
+            verified_at=None,
+            buffer_visible_at=None,
+            reason=f"source changed after copy; {why}; copied again",
+        )
 
     # ---- crash repair ----------------------------------------------------------------------
     def _source_gone(self, movie: Movie) -> str:

@@ -165,22 +165,22 @@ def hash_file(path: Path, *, drop_cache: bool = False) -> tuple[int, str]:
     return size, hasher.hexdigest()
 
 
-def hash_prefix(path: Path, length: int) -> str:
-    """xxh3-128 of the first `length` bytes of a file (all of it when shorter): whether an
-    earlier copy is a prefix of what the file holds now."""
-    hasher = xxhash.xxh3_128()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        left = length
-        while left > 0:
-            chunk = os.read(fd, min(CHUNK_BYTES, left))
-            if not chunk:
+def bytes_differing(earlier: Path, current: Path, limit: int) -> int:
+    """How many bytes of `earlier` differ from the start of `current` (a byte missing from
+    `current` counts as differing); stops counting past `limit`. Tells a file that was
+    appended to (an MRC header's frame count, a TIFF's link to its next page rewritten) from
+    one rewritten with other bytes."""
+    differing = 0
+    with open(earlier, "rb", buffering=0) as old, open(current, "rb", buffering=0) as new:
+        while differing <= limit:
+            before = old.read(CHUNK_BYTES)
+            if not before:
                 break
-            hasher.update(chunk)
-            left -= len(chunk)
-    finally:
-        os.close(fd)
-    return hasher.hexdigest()
+            after = new.read(len(before))
+            differing += len(before) - len(after)
+            if before[: len(after)] != after:
+                differing += sum(1 for a, b in zip(before, after, strict=False) if a != b)
+    return differing
 
 
 def copy_file(
