@@ -136,6 +136,7 @@ def test_an_unexpected_exception_never_stops_the_camera_and_the_file_is_held(
         assert holds.failing_files(journal) == []
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_camera_worker_that_dies_ends_the_service_with_a_failure(host, registered, monkeypatch):
     def broken(_self: object) -> None:
         raise RuntimeError("injected fault outside any file")

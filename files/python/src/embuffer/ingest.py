@@ -120,10 +120,36 @@ class CameraIngest:
             try:
                 outcome = self.transfer.recover(movie)
                 log.info("recover %r: %s (was %s)", movie.source_path, outcome, movie.state)
+                if outcome == "retry" and self._not_rescanned(movie):
+                    self._finish_orphan(movie)
             except SourceRewritten as rewritten:
                 self._quarantine_earlier_copy(rewritten)
             except Exception as error:  # noqa: BLE001 - the camera starts anyway; retried later
                 log.error("recover %r failed: %r; will retry", movie.source_path, error)
+
+    def _not_rescanned(self, movie: j.Movie) -> bool:
+        """Rows whose file no scan of the camera folder offers again: sidecars (they travel
+        with their movie) and earlier copies set aside from the buffer. Files retried out of
+        quarantine are not among them: `quarantine retry` offers those again."""
+        source = Path(movie.source_path or "")
+        if movie.target not in ("buffer", "quarantine"):
+            return False  # nothing recorded about where it goes: not ours to finish
+        sidecar = movie.kind == "sidecar" and source.parent == self.camera.path
+        return sidecar or self.config.buffer_root in source.parents
+
+    def _finish_orphan(self, movie: j.Movie) -> None:
+        """Finish a sidecar or set-aside copy that a crash interrupted; its row was written
+        (with where it goes) before the step that makes it unreachable otherwise."""
+        if movie.target == "buffer" and movie.dest_path:
+            ownership = Ownership(movie.uid, movie.gid, self.config.file_mode, self.config.dir_mode)
+            source, dest = Path(movie.source_path), Path(movie.dest_path)
+            if not self.transfer.copy(movie.id, source, dest, ownership):
+                self._quarantine_clash(movie.id, dest)
+                return
+            self._to_verifiers(movie.id)
+            return
+        reason = movie.reason or "set aside; its move was interrupted by a crash"
+        quarantine_movie(self.config, self.journal, self.transfer, movie.id, reason)
 
     def _start_verifiers(self) -> list[threading.Thread]:
         """Threads that publish and re-read finished copies, so that verifying one movie
@@ -445,6 +471,19 @@ class CameraIngest:
             )
             return False
         miss = explain_miss(self.db, key, self.camera.host, self.camera.check_days)
+        sidecar = sidecar_for(candidate)
+        sidecar_id = None
+        if sidecar is not None:
+            # recorded before the movie leaves the camera (and made durable by the same
+            # barrier), so that recover() finishes it should a crash come in between
+            sidecar_id = self.journal.insert_movie(
+                camera=self.camera.host,
+                kind="sidecar",
+                source_path=str(sidecar),
+                state=j.SEEN,
+                target="quarantine",
+                reason=f"sidecar of quarantined {candidate.name!r}",
+            )
         quarantine_movie(
             self.config,
             self.journal,
@@ -452,11 +491,7 @@ class CameraIngest:
             movie_id,
             f"{miss.reason} (waited {waited / 60:.0f} min)",
         )
-        sidecar = sidecar_for(candidate)
-        if sidecar is not None:
-            sidecar_id = self.journal.insert_movie(
-                camera=self.camera.host, kind="sidecar", source_path=str(sidecar), state=j.SEEN
-            )
+        if sidecar_id is not None:
             quarantine_movie(
                 self.config,
                 self.journal,
@@ -530,7 +565,12 @@ class CameraIngest:
             return
         dest = placed.folder / f"{match.filename}.frames.xml"
         sidecar_id = self.journal.insert_movie(
-            camera=self.camera.host, kind="sidecar", source_path=str(sidecar), state=j.SEEN
+            camera=self.camera.host,
+            kind="sidecar",
+            source_path=str(sidecar),
+            state=j.SEEN,
+            # where it goes, recorded before its movie can leave the camera (recover())
+            **self._match_fields(match, dest, placed),
         )
         if self.transfer.copy(
             sidecar_id, sidecar, dest, placed.ownership, **self._match_fields(match, dest, placed)
@@ -619,17 +659,19 @@ class CameraIngest:
         """The camera rewrote a file with other bytes after its copy: the earlier copy is a
         movie of its own, so it leaves the buffer root for quarantine (verified, never
         deleted), and then the camera file is copied again."""
-        earlier_id = self.journal.insert_movie(
-            camera=self.camera.host, kind="file", source_path=str(rewritten.earlier), state=j.SEEN
-        )
-        quarantine_movie(
-            self.config,
-            self.journal,
-            self.transfer,
-            earlier_id,
+        reason = (
             f"earlier copy of {rewritten.source}: the camera rewrote that file with other "
-            "bytes after this was copied",
+            "bytes after this was copied"
         )
+        earlier_id = self.journal.insert_movie(
+            camera=self.camera.host,
+            kind="file",
+            source_path=str(rewritten.earlier),
+            state=j.SEEN,
+            target="quarantine",
+            reason=reason,
+        )
+        quarantine_movie(self.config, self.journal, self.transfer, earlier_id, reason)
         self.transfer.copy_again(rewritten.movie_id, "the earlier copy went to quarantine")
 
     def _after_failure(self, movie_id: int, error: Exception, *, counted: bool = False) -> bool:

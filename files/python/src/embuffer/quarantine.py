@@ -8,8 +8,9 @@ shows them; `embuffer quarantine retry` matches them again (e.g. after a databas
 
 from __future__ import annotations
 
+import itertools
 import logging
-import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from embuffer import journal as j
@@ -21,13 +22,13 @@ from embuffer.verified_copy import Ownership
 log = logging.getLogger("embuffer.quarantine")
 
 
-def _free_name(folder: Path, name: str) -> Path:
-    candidate = folder / name
-    counter = 1
-    while os.path.lexists(candidate):
-        candidate = folder / f"{name}.{counter}"
-        counter += 1
-    return candidate
+def _names(folder: Path, name: str) -> Iterator[Path]:
+    """`name`, `name.1`, `name.2`, ... in turn. Taken names are offered too: the copy adopts
+    one that holds identical bytes (this very file, published before a crash or a power cut
+    took the journal's record of it), so a file is never quarantined twice."""
+    yield folder / name
+    for counter in itertools.count(1):
+        yield folder / f"{name}.{counter}"
 
 
 def quarantine_movie(
@@ -38,8 +39,9 @@ def quarantine_movie(
     source = Path(movie.source_path)
     folder = config.quarantine / movie.camera
     ownership = Ownership(file_mode=config.file_mode, dir_mode=config.dir_mode)
-    while True:
-        dest = _free_name(folder, source.name)
+    for dest in _names(folder, source.name):
+        if dest == source or _other_file_there(dest, source):
+            continue  # taken by a file of another size: not this one, no copy needed to know
         if transfer.copy(
             movie_id, source, dest, ownership, target="quarantine", reason=reason, rel_path=None
         ):
@@ -52,6 +54,16 @@ def quarantine_movie(
         "quarantined", movie_id=movie_id, camera=movie.camera, nbytes=movie.size, detail=reason
     )
     log.warning("quarantined %r -> %s: %s", str(source), dest, reason)
+
+
+def _other_file_there(dest: Path, source: Path) -> bool:
+    try:
+        there = dest.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if source.is_dir() or dest.is_dir():
+        return source.is_dir() != dest.is_dir()
+    return there.st_size != source.stat(follow_symlinks=False).st_size
 
 
 def quarantined(journal: Journal, camera: str | None = None) -> list[Movie]:

@@ -12,6 +12,7 @@ or undoes a partial one: a source is never removed before its copy was verified.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import threading
@@ -30,6 +31,7 @@ from embuffer.verified_copy import (
     copy_path,
     finish_partial,
     hash_path,
+    hash_tree,
     make_folders,
     partial_path,
     remove_tree_quietly,
@@ -161,7 +163,12 @@ class Transfer:
     def _adopt_existing(self, movie_id: int, source: Path, dest: Path) -> bool:
         """The final name is taken (a repeat, or our own copy published just before a crash).
         Identical bytes: count it as verified. Different bytes: never overwrite."""
-        source_size, source_hash = hash_path(source)
+        manifest: list[tuple[str, int, str]] = []
+        if source.is_dir() and not source.is_symlink():
+            # the members' list, so that remove_source removes exactly what was compared
+            source_size, source_hash, manifest = hash_tree(source)
+        else:
+            source_size, source_hash = hash_path(source)
         dest_size, dest_hash = hash_path(dest, drop_cache=True)
         if (source_size, source_hash) != (dest_size, dest_hash):
             self.journal.update_movie(movie_id, state=j.MATCHED)
@@ -172,6 +179,7 @@ class Transfer:
             state=j.VERIFIED,
             size=source_size,
             hash=source_hash,
+            manifest=json.dumps(manifest) if manifest else None,
             source_mtime_ns=_tree_mtime(source, stat.st_mtime_ns),
             buffer_visible_at=time.time(),
             verified_at=time.time(),
@@ -370,8 +378,6 @@ def _in_quarantine(movie: Movie) -> bool:
 def _manifest_json(result: CopyResult) -> str | None:
     if not result.manifest:
         return None
-    import json
-
     return json.dumps(result.manifest)
 
 
