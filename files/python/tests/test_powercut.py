@@ -9,16 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.powercut import (
-    FOLDER_STRANDED,
-    PHASES,
-    QUARANTINED_TWICE,
-    SIDECAR_STRANDED,
-    PowerCutRun,
-    known_defects,
-    mixed_movies,
-    summary,
-)
+from support.powercut import PHASES, PowerCutRun, mixed_movies, summary
 
 pytestmark = [pytest.mark.fault, pytest.mark.powercut]
 
@@ -78,42 +69,40 @@ def test_every_movie_survives_power_cuts_during_ingest_archive_and_purge(powercu
             trials.append(powercut.trial(seed, cut_at))
     with capsys.disabled():
         print(f"\n{summary(trials, powercut.movies)}\ncut points per phase: {survey.points}")
-    failed = [t.report() for t in trials if known_defects(t.problems, powercut.movies) is None]
+    failed = [trial.report() for trial in trials if trial.problems]
     assert not failed, "\n\n".join(failed)
 
 
-# The defects the cuts found, each replayed by what its cut point does (robust to the number
-# of cut points before it): strict xfail until the engine is fixed, then they pass.
+# What the first runs of this suite found (fixed in the engine since): each replayed by what
+# its cut point does, so that the number of cut points before it does not matter.
 REGRESSIONS = {
-    QUARANTINED_TWICE.name: (
-        ("unlink /quarantine/k3-cam-01/.20261126_999002_00.tif", "journal.sqlite-wal"),
-        "quarantine_movie picks a free name (_free_name) instead of adopting the identical "
-        "copy a cut left under the first one; fix: try name, name.1, ... with Transfer.copy, "
-        "whose DestinationExists path adopts identical bytes",
+    # A cut after a quarantine copy was published and before the journal barrier: the
+    # camera file was still there and the next start quarantined it again as `name.1`,
+    # leaving the first copy known to no journal row. Now quarantine adopts its own
+    # identical copy.
+    "quarantine copy made twice": (
+        "unlink /quarantine/k3-cam-01/.20261126_999002_00.tif",
+        "journal.sqlite-wal",
     ),
-    SIDECAR_STRANDED.name: (
-        ("unlink /quarantine/k3-cam-01/.20261126_999001_00.mrc", "create /quarantine/.*\\.xml"),
-        "the sidecar gets its journal row only after its movie left the camera; fix: insert "
-        "the sidecar's row (with its destination) before the movie's remove_source, so the "
-        "same barrier makes it durable and recover() finishes it",
+    # A cut after a movie left the camera share and before its `.xml` sidecar was copied:
+    # the sidecar got its journal row only afterwards, so nothing ever moved it. Now its row
+    # is written before the movie's source goes, and recover() finishes it.
+    "sidecar stranded on the camera share": (
+        "unlink /quarantine/k3-cam-01/.20261126_999001_00.mrc",
+        "create /quarantine/.*\\.xml",
     ),
-    FOLDER_STRANDED.name: (
-        ("open /frames/.*/pc_00004en.frames/sub/extra.dat", "journal.sqlite-wal"),
-        "Transfer._adopt_existing records no manifest for a folder, so remove_source removes "
-        "none of its members; fix: store the manifest from hash_tree when adopting a folder",
+    # A cut after a DE folder was published and before the journal recorded the copy: the
+    # retry adopted the identical folder without its manifest and removed none of the camera
+    # copy's members. Now the adoption records the manifest.
+    "DE folder stranded on the camera share": (
+        "open /frames/.*/pc_00004en.frames/sub/extra.dat",
+        "journal.sqlite-wal",
     ),
 }
 
 
-@pytest.mark.parametrize(
-    "defect",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(reason=reason, strict=True))
-        for name, (_pattern, reason) in sorted(REGRESSIONS.items())
-    ],
-)
-def test_power_cut_regression(powercut, defect):
-    """When this passes, the engine is fixed: drop the xfail and the entry in KNOWN_DEFECTS."""
-    trial = powercut.trial(0, None, cut_on=REGRESSIONS[defect][0])
+@pytest.mark.parametrize("defect", sorted(REGRESSIONS))
+def test_power_cut_that_once_needed_a_hand_is_repaired_by_the_next_boot(powercut, defect):
+    trial = powercut.trial(0, None, cut_on=REGRESSIONS[defect])
     assert trial.boot.cut_at is not None, "the cut point was not reached"
     assert not trial.problems, trial.report()

@@ -386,69 +386,6 @@ class Judge:
                     verdict.add("journal-state", name, f"quarantine {path.name}: hash differs")
 
 
-# ---------------------------------------------------------------------------- known defects
-
-
-@dataclass(frozen=True)
-class Defect:
-    """An engine defect the cuts found that loses no movie but needs a hand to clean up.
-    Each has a strict-xfail regression test in test_powercut.py that replays it; a trial
-    whose problems all belong to known defects does not fail the sampled suite (it is
-    counted and named in the summary), anything else does."""
-
-    name: str
-    codes: frozenset[str]
-    concerns: str  # which movies: "unmatched", "sidecar" or "folder"
-
-    def explains(self, problem: Problem, movies: list[Movie]) -> bool:
-        movie = next((m for m in movies if m.name == problem.movie), None)
-        if movie is None or problem.code not in self.codes:
-            return False
-        if self.concerns == "unmatched":
-            return movie.image is None
-        if self.concerns == "sidecar":
-            return movie.name.endswith(".xml")
-        return movie.is_dir
-
-
-QUARANTINED_TWICE = Defect(
-    # A cut after a quarantine copy is published and before the journal barrier: the camera
-    # file is still there, the next start quarantines it again as `name.1`, and the first
-    # copy belongs to no journal row (`embuffer quarantine list` never shows it).
-    "quarantine copy made twice",
-    frozenset({"quarantine-copies", "journal-unknown-quarantine"}),
-    "unmatched",
-)
-SIDECAR_STRANDED = Defect(
-    # A cut after a movie left the camera share and before its `.xml` sidecar was copied:
-    # a sidecar is no candidate of its own and the movie's recovery does not look for it,
-    # so it stays on the camera share for ever.
-    "sidecar stranded on the camera share",
-    frozenset({"camera-leftover", "not-in-place", "quarantine-copies", "journal-no-record"}),
-    "sidecar",
-)
-FOLDER_STRANDED = Defect(
-    # A cut after a DE folder was published and before the journal recorded the copy: the
-    # retry finds the identical folder, Transfer._adopt_existing records no manifest, and
-    # remove_source then removes none of its members: the folder stays on the camera share.
-    "DE folder stranded on the camera share",
-    frozenset({"camera-leftover"}),
-    "folder",
-)
-KNOWN_DEFECTS = (QUARANTINED_TWICE, SIDECAR_STRANDED, FOLDER_STRANDED)
-
-
-def known_defects(problems: list[Problem], movies: list[Movie]) -> set[str] | None:
-    """The known defects that explain every problem, or None when one is unexplained."""
-    names = set()
-    for problem in problems:
-        defect = next((d for d in KNOWN_DEFECTS if d.explains(problem, movies)), None)
-        if defect is None:
-            return None
-        names.add(defect.name)
-    return names
-
-
 # ---------------------------------------------------------------------------- trials
 
 
@@ -534,22 +471,13 @@ class PowerCutRun:
 
 def summary(trials: list[Trial], movies: list[Movie]) -> str:
     per_phase: dict[str, int] = {}
-    defects: dict[str, list[int]] = {}
-    unexplained = []
     for trial in trials:
         phase = trial.boot.cut_phase or "idle"
         per_phase[phase] = per_phase.get(phase, 0) + 1
-        names = known_defects(trial.problems, movies)
-        if names is None:
-            unexplained.append(trial.seed)
-        for name in sorted(names or ()):
-            defects.setdefault(name, []).append(trial.seed)
     lost = sum(1 for trial in trials for problem in trial.problems if problem.code == "lost")
+    failed = [trial.seed for trial in trials if trial.problems]
     tried = ", ".join(f"{phase} {count}" for phase, count in per_phase.items())
-    lines = [
+    return (
         f"power cuts tried: {len(trials)} ({tried}); movies judged per cut: {len(movies)}; "
-        f"movies lost: {lost}; trials with unexplained problems: {len(unexplained)} "
-        f"{unexplained or ''}",
-        *(f"  known defect '{name}': seeds {seeds}" for name, seeds in defects.items()),
-    ]
-    return "\n".join(lines)
+        f"movies lost: {lost}; trials with problems: {len(failed)} {failed or ''}"
+    )

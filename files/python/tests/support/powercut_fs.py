@@ -33,8 +33,13 @@ N-th of them is carried out, after SIGKILLing the process that sent it (a power 
 the program too; killing it before its request fails keeps it from acting on the failure on
 the camera share or primary storage, which are other machines and keep running).
 
-Run as a program (`python powercut_fs.py MOUNT IMAGE [--cut-at N] [--log FILE]`) or from a
-test with `serve()` in a forked child, see support/powercut.py.
+It runs as a program of its own (`python powercut_fs.py MOUNT IMAGE [--cut-at N] [--log
+FILE]`; `Server` starts one for a test): libfuse installs signal handlers and threads that
+have no place in the pytest process, and a cut then ends the filesystem's process as the
+power would. Binding: mfusepy (ctypes over libfuse3's high-level API: nothing to compile,
+maintained; fusepy knows only libfuse2, pyfuse3 needs a compiler, libfuse3-dev and trio).
+Not modelled: rename flags (mfusepy drops RENAME_NOREPLACE), O_SYNC opens, xattrs, torn
+writes inside a page.
 """
 
 from __future__ import annotations
