@@ -138,3 +138,58 @@ def test_a_recorded_frame_path_outside_the_buffer_is_refused_and_nothing_is_writ
     assert run(host, "ingest", "--once") == 0
     assert (host.camera / "20261127_100000_01.mrc").read_bytes() == data
     assert not os.path.exists("/etc/elsewhere")
+
+
+def test_an_image_filename_that_is_a_path_is_quarantined_never_followed(host, registered):
+    victim = host.root / "state" / "x.frames.mrc"  # beside the journal
+    escape = os.path.relpath(host.root / "state" / "x", host.buffer_folder())
+    assert escape.startswith("../")
+    host.leginon.acquisition(
+        registered["session"], registered["camera"], "20261127_110000_01", escape
+    )
+    data = drop(host, "20261127_110000_01.mrc", seed=5)
+    assert run(host, "ingest", "--once") == 0
+    assert not victim.exists()
+    assert not list(host.buffer.rglob("*.frames.mrc"))
+    [kept] = list((host.quarantine / CAMERA_HOST).iterdir())
+    assert kept.read_bytes() == data
+    connection = sqlite3.connect(host.journal)
+    [(reason,)] = connection.execute("SELECT reason FROM movies WHERE state = 'quarantined'")
+    connection.close()
+    assert "contains '/'" in reason and "not followed" in reason
+
+
+def test_a_session_folder_linked_out_of_the_buffer_is_refused_before_leginondb_is_written(
+    host, registered
+):
+    outside = host.root / "elsewhere"
+    outside.mkdir()
+    parent = host.buffer_folder().parent
+    parent.mkdir(parents=True)
+    (parent / "rawdata").symlink_to(outside)  # planted by the session's owner
+    host.leginon.acquisition(
+        registered["session"], registered["camera"], "20261127_120000_01", "l_1"
+    )
+    data = drop(host, "20261127_120000_01.mrc", seed=6)
+    assert run(host, "ingest", "--once") == 0
+    assert list(outside.iterdir()) == []
+    assert (host.camera / "20261127_120000_01.mrc").read_bytes() == data
+    assert frame_paths(host) == [], "nothing recorded for a folder that was refused"
+
+
+def test_a_reference_filename_that_is_a_path_is_not_copied(host, registered):
+    leginon, session, camera = host.leginon, registered["session"], registered["camera"]
+    secret = host.root / "secret.mrc"
+    secret.write_bytes(mrc_bytes(4, 4, 1, seed=7))
+    ref_camera = leginon.camera_em(session, camera, "ref")
+    norm = leginon.image(
+        "NormImageData",
+        session,
+        ref_camera,
+        os.path.relpath(host.root / "secret", host.image_path()),
+    )
+    leginon.acquisition(session, camera, "20261127_130000_01", "r_1", norm_id=norm)
+    drop(host, "20261127_130000_01.mrc", seed=8)
+    assert run(host, "ingest", "--once") == 0
+    assert (host.buffer_folder() / "r_1.frames.mrc").exists(), "the movie itself still lands"
+    assert not list(host.buffer.rglob("secret*"))

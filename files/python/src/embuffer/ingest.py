@@ -42,6 +42,7 @@ from embuffer.matching import (
     session_buffer_folder,
     session_owner,
 )
+from embuffer.names import name_problem
 from embuffer.quarantine import quarantine_movie, quarantined
 from embuffer.references import ReferenceWriter
 from embuffer.scan import (
@@ -368,6 +369,13 @@ class CameraIngest:
                 self.journal.db.execute("DELETE FROM movies WHERE id = ?", (movie_id,))
                 return False
             return self._unmatched(movie_id, candidate, key)
+        problem = name_problem(match.filename, f"{match.table} {match.image_id} filename")
+        if problem is not None:  # never followed: a name is not allowed to be a path
+            self.journal.event("unsafe_name", camera=self.camera.host, detail=problem)
+            quarantine_movie(
+                self.config, self.journal, self.transfer, movie_id, f"{problem}; not followed"
+            )
+            return True
         if not retry and self._short_of_frames(candidate, watch, match):
             return False
         placed = self._place(match)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from embuffer.leginondb import LeginonDB, SchemaMissing
+from embuffer.names import contained
 
 IMAGE_TABLES = ("AcquisitionImageData", "DarkImageData", "BrightImageData", "NormImageData")
 FRAME_SUFFIXES = (".mrc", ".tif", ".eer")
@@ -291,13 +292,6 @@ def record_frame_path(db: LeginonDB, session_id: int, host_row: int, folder: str
     return True
 
 
-def inside(folder: str, root: str) -> bool:
-    """Whether `folder` lies in (or is) `root`, compared on normalised paths."""
-    folder = os.path.normpath(folder)
-    root = os.path.normpath(root)
-    return folder == root or folder.startswith(root.rstrip("/") + "/")
-
-
 def session_buffer_folder(
     db: LeginonDB, session: Session, instrument_id: int, buffer_root: str
 ) -> Placement | Refusal:
@@ -326,7 +320,7 @@ def session_buffer_folder(
     if not host.disabled:
         existing = recorded_frame_path(db, session.session_id, host.row_id)
         if existing is not None:
-            if not inside(existing, buffer_root):
+            if not contained(existing, buffer_root):
                 return Refusal(
                     f"recorded buffer frame path {existing} is outside the buffer root "
                     f"{buffer_root}"
@@ -338,7 +332,7 @@ def session_buffer_folder(
             f"image path {session.image_path!r} has no 'leginon' part, so no buffer frame "
             "path exists"
         )
-    if not inside(folder, buffer_root):
+    if not contained(folder, buffer_root):
         return Refusal(
             f"buffer frame path {folder} (base path {base}) is outside the buffer root "
             f"{buffer_root}"

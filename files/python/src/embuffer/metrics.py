@@ -82,6 +82,10 @@ FAILURE_ACTIONS = {
         "embuffer_source_busy",
         "Camera copies the camera software still held at removal (retried)",
     ),
+    "unsafe_name": (
+        "embuffer_unsafe_names",
+        "Leginon rows whose file name would leave its folder (quarantined, not followed)",
+    ),
     "frame_count_short": (
         "embuffer_frame_count_short",
         "Movies taken with fewer frames than Leginon counted, after the wait",

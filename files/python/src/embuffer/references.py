@@ -20,6 +20,7 @@ from embuffer.journal import Journal
 from embuffer.leginondb import DatabaseUnavailable, LeginonDB
 from embuffer.matching import ImageMatch, load_session
 from embuffer.mrcimage import read_mrc, write_mrc
+from embuffer.names import name_problem
 from embuffer.verified_copy import DestinationExists, Ownership, copy_file, make_folders
 
 log = logging.getLogger("embuffer.references")
@@ -79,8 +80,12 @@ class ReferenceWriter:
         )
         if not rows:
             raise LookupError(f"{table} row {row_id} does not exist")
+        filename = str(rows[0]["filename"])
+        problem = name_problem(filename, f"{table} {row_id} filename")
+        if problem is not None:  # read with the service's rights: never any other file
+            raise ValueError(f"{problem}; reference not copied")
         session = load_session(self.db, int(rows[0]["session_id"]))
-        return str(rows[0]["filename"]), session.image_path
+        return filename, session.image_path
 
     def _write(self, match: ImageMatch, folder: Path, ownership: Ownership) -> None:
         references = folder / "references"

@@ -110,6 +110,7 @@ def camera_status(journal: Journal, host: str, folder: str, now: float) -> Camer
             "unexpected_error",
             "placement_refused",
             "source_busy",
+            "unsafe_name",
         )
     ]
     latest = max((row for row in errors if row), key=lambda row: row[0], default=None)
