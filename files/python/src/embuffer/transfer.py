@@ -232,6 +232,7 @@ class Transfer:
         if os.path.lexists(source):
             # The copy's journal record (hash, destination) must be on the device before its
             # source goes; recovery after a power cut relies on it.
+            self.journal.make_durable()
             if movie.kind == "dir":
                 _remove_copied_members(source, movie.members)
             else:
