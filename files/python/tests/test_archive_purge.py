@@ -99,6 +99,10 @@ def test_catch_up_after_downtime_and_adoption_of_unknown_files(host, registered)
     stray.parent.mkdir(parents=True)
     stray.write_bytes(b"written while embuffer was not looking")
     assert run(host, "archive", "--once") == 0
+    assert not (host.primary / stray.relative_to(host.buffer)).exists(), "just written: waits"
+    an_hour_ago = time.time() - 3600  # unchanged for longer than the grace period
+    os.utime(stray, (an_hour_ago, an_hour_ago))
+    assert run(host, "archive", "--once") == 0
     for rel, data in expected.items():
         assert (host.primary / rel).read_bytes() == data
     assert (host.primary / stray.relative_to(host.buffer)).read_bytes() == stray.read_bytes()
@@ -385,9 +389,37 @@ def test_adopted_files_keep_their_age_for_purge(host, registered, capsys):
     assert "counted from the file's mtime on the buffer (adopted" in out
     [evidence] = [
         json.loads(row[0])
-        for row in journal(host).execute(
-            "SELECT purge_evidence FROM movies WHERE state = 'purged'"
-        )
+        for row in journal(host).execute("SELECT purge_evidence FROM movies WHERE state = 'purged'")
     ]
     assert evidence["age_from"].startswith("the file's mtime on the buffer")
     assert "older than 14 days (30.0 d" in evidence["why"]
+
+
+def test_purge_never_removes_a_buffer_copy_changed_after_its_archive(host, registered, capsys):
+    expected = ingest_sessions(host, registered, sessions=1, per_session=6)
+    assert run(host, "archive", "--once") == 0
+    age_movies(host, days=30)
+    rels = sorted(expected)
+    grown, touched, rewritten = (host.buffer / rel for rel in rels[:3])
+    with open(grown, "ab") as stream:  # appended after the archive: primary lacks this
+        stream.write(b"more frames")
+    os.utime(touched, (time.time(), time.time()))
+    data = bytearray(rewritten.read_bytes())  # same size, same mtime, other bytes
+    info = rewritten.stat()
+    data[-1] ^= 0xFF
+    rewritten.write_bytes(bytes(data))
+    os.utime(rewritten, ns=(info.st_atime_ns, info.st_mtime_ns))
+    capsys.readouterr()
+
+    assert run(host, "purge", "--paranoid") == 0
+    out = capsys.readouterr().out
+    assert grown.exists() and touched.exists() and rewritten.exists()
+    assert f"keep {grown}: buffer copy {grown} has" in out
+    assert f"keep {touched}: buffer copy {touched} was modified after it was archived" in out
+    assert f"keep {rewritten}: buffer copy {rewritten} re-hashed differently" in out
+    for rel in rels[3:]:
+        assert not (host.buffer / rel).exists()
+
+    assert run(host, "purge") == 0
+    assert grown.exists() and touched.exists()
+    assert not rewritten.exists(), "without --paranoid only size and mtime are compared"

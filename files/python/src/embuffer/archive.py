@@ -20,6 +20,7 @@ from pathlib import Path
 
 from embuffer import journal as j
 from embuffer.config import Config
+from embuffer.formats import check_structure
 from embuffer.journal import Journal, Movie
 from embuffer.leginondb import Backoff
 from embuffer.mirror import copy_compressed, hash_compressed, sync_references
@@ -40,6 +41,8 @@ from embuffer.verified_copy import (
 
 log = logging.getLogger("embuffer.archive")
 RECONCILE_SECONDS = 3600.0
+# a file found still being written is looked at again this soon
+UNSETTLED_RECHECK_SECONDS = 60.0
 PAUSE_KEY = "archive_pause"
 
 
@@ -95,6 +98,7 @@ class Archiver:
         self.backoff = Backoff(first=5.0, cap=300.0)
         self._interrupt = threading.Event()  # set by stop or by a pause seen mid-copy
         self.progress: Progress | None = None  # bytes copied, for a progress bar
+        self._unsettled_seen = False  # reconcile met a file still being written
 
     # ---- service loop --------------------------------------------------------------------
     def run_forever(self) -> None:
@@ -106,7 +110,9 @@ class Archiver:
                 self.stop.wait(1.0)
                 continue
             try:
-                if time.monotonic() - last_reconcile > RECONCILE_SECONDS:
+                due = RECONCILE_SECONDS if not self._unsettled_seen else UNSETTLED_RECHECK_SECONDS
+                if time.monotonic() - last_reconcile > due:
+                    self._unsettled_seen = False
                     self.reconcile()
                     last_reconcile = time.monotonic()
                 if self.backoff.ready():
@@ -171,8 +177,12 @@ class Archiver:
         if rel in known:
             return 0
         try:
-            size, digest = hash_path(path)
+            if not self._settled(path, is_dir=is_dir):
+                return 0  # still being written (by Leginon in an outage, say): next pass
             info = path.stat(follow_symlinks=False)
+            size, digest = hash_path(path)
+            if path.stat(follow_symlinks=False).st_mtime_ns != info.st_mtime_ns:
+                return 0  # written to while it was hashed
         except OSError as error:
             log.error("cannot adopt %s: %s", path, error)
             return 0
@@ -196,10 +206,30 @@ class Archiver:
             # migration from the legacy tools, frames Leginon wrote here in an outage): its
             # age for purge counts from then, not from today (purge.py names which was used).
             verified_at=min(now, info.st_mtime),
+            buffer_mtime_ns=info.st_mtime_ns,  # what purge re-checks before removing it
         )
         self.journal.event("adopted", movie_id=movie_id, nbytes=size, detail=str(path))
         known.add(rel)
         return 1
+
+    def _settled(self, path: Path, *, is_dir: bool) -> bool:
+        """The ingest's rule for a file nobody copied: unchanged for the longest settle
+        window of any camera; one whose structure says incomplete, for the grace period
+        (then it is taken as it is, as the ingest quarantines an abandoned movie whole)."""
+        cameras = self.config.cameras
+        window = max((c.unstructured_settle_seconds for c in cameras), default=30.0)
+        newest = path.stat(follow_symlinks=False).st_mtime
+        if is_dir:
+            for member in path.rglob("*"):
+                newest = max(newest, member.stat(follow_symlinks=False).st_mtime)
+        unchanged = time.time() - newest
+        if unchanged >= window and (is_dir or check_structure(path).complete is not False):
+            return True
+        grace = max((c.grace_minutes * 60 for c in cameras), default=1200.0)
+        if unchanged >= max(window, grace):
+            return True
+        self._unsettled_seen = True  # look again soon, not at the next hourly reconcile
+        return False
 
     # ---- mirror --------------------------------------------------------------------------
     def mirror_backlog(self) -> bool:

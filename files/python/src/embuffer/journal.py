@@ -113,6 +113,7 @@ CREATE TABLE IF NOT EXISTS session_flags (session_name TEXT PRIMARY KEY, keep IN
 ADDED_COLUMNS = (
     ("instrument_id", "INTEGER"),  # InstrumentData row of the camera (outage registration)
     ("frame_path_registered", "INTEGER"),  # 0: buffer frame path to record for Appion; 1: done
+    ("buffer_mtime_ns", "INTEGER"),  # the buffer copy's mtime when verified (purge re-checks)
 )
 
 

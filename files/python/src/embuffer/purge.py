@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -106,7 +107,7 @@ class Purger:
                 why = f"buffer above {high:g} % used (now {projected:.1f} %)"
             else:
                 break  # oldest first: nothing younger is due, and space is fine
-            problem = self._primary_problem(movie)
+            problem = self._buffer_problem(movie) or self._primary_problem(movie)
             if problem:
                 report.say(f"keep {movie.dest_path}: {problem}", logging.ERROR)
                 continue
@@ -138,6 +139,35 @@ class Purger:
             + (" (dry run)" if dry_run else f", {report.removed_bytes} bytes freed")
         )
         return report
+
+    def _buffer_problem(self, movie: Movie) -> str | None:
+        """Why the buffer copy about to go may not be the bytes primary holds: changed after
+        it was archived (size or mtime; with --paranoid its hash too). Such a copy is kept."""
+        path = Path(movie.dest_path or "")
+        try:
+            info = path.stat(follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                size = sum(
+                    member.stat(follow_symlinks=False).st_size
+                    for member in path.rglob("*")
+                    if member.is_file() and not member.is_symlink()
+                )
+            elif stat.S_ISREG(info.st_mode):
+                size = info.st_size
+            else:
+                return f"buffer copy {path} is not a regular file or folder"
+        except FileNotFoundError:
+            return None  # already gone: nothing to remove, the journal is brought up to date
+        except OSError as error:
+            return f"buffer copy not readable ({error})"
+        if size != movie.size:
+            return f"buffer copy {path} has {size} bytes, journal says {movie.size}"
+        recorded = movie.buffer_mtime_ns  # recorded when the buffer copy was verified
+        if stat.S_ISREG(info.st_mode) and recorded is not None and info.st_mtime_ns != recorded:
+            return f"buffer copy {path} was modified after it was archived"
+        if self.paranoid and hash_path(path, drop_cache=True)[1] != movie.hash:
+            return f"buffer copy {path} re-hashed differently from the archived bytes"
+        return None
 
     def _primary_problem(self, movie: Movie) -> str | None:
         """Why the primary copy cannot be trusted right now, or None when it can."""

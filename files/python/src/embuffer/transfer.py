@@ -156,6 +156,7 @@ class Transfer:
             size=result.size,
             hash=result.hash,
             source_mtime_ns=result.source_mtime_ns,
+            buffer_mtime_ns=result.source_mtime_ns,  # the copy carries its source's mtime
             manifest=_manifest_json(result),
             buffer_visible_at=time.time(),
         )
@@ -181,6 +182,7 @@ class Transfer:
             hash=source_hash,
             manifest=json.dumps(manifest) if manifest else None,
             source_mtime_ns=_tree_mtime(source, stat.st_mtime_ns),
+            buffer_mtime_ns=dest.stat(follow_symlinks=False).st_mtime_ns,
             buffer_visible_at=time.time(),
             verified_at=time.time(),
         )
@@ -338,6 +340,7 @@ class Transfer:
                 hash=digest,
                 verified_at=now,
                 buffer_visible_at=now,
+                buffer_mtime_ns=dest.stat(follow_symlinks=False).st_mtime_ns,
                 reason="camera copy removed before the journal recorded the copy; "
                 "the published copy was kept and hashed",
             )
