@@ -9,14 +9,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.powercut import PHASES, PowerCutRun, mixed_movies, summary
+from support.powercut import CONFIG, PHASES, PURGE_CONFIG, PowerCutRun, mixed_movies, summary
 
 pytestmark = [pytest.mark.fault, pytest.mark.powercut]
 
 # Cut points sampled per phase: ingest has most of them (copies, publishes, the journal
 # barrier before each camera removal), archive only the journal's (primary is another
 # machine), purge one barrier and one removal per movie. POWERCUT_CUTS=ingest:N,... changes it.
-DEFAULT_CUTS = {"ingest": 110, "archive": 40, "purge": 60}
+DEFAULT_CUTS = {"ingest": 105, "archive": 45, "purge": 55}
 
 
 def fuse_missing() -> str | None:
@@ -36,7 +36,7 @@ def powercut(host, registered, tmp_path: Path):
     reason = fuse_missing()
     if reason:
         pytest.skip(reason)
-    host.write_config(grace_minutes=0, extra="[purge]\nretention_days = 0\n")
+    host.write_config(extra=PURGE_CONFIG, **CONFIG)
     run = PowerCutRun(host, mixed_movies(host, registered), tmp_path / "powercut")
     yield run
     run.machine.power_off()

@@ -37,6 +37,10 @@ SUPPORT = Path(__file__).parent
 SERVICES = ("ingest --once", "archive --once", "purge")
 PHASES = tuple(command.split()[0] for command in SERVICES)
 PARTIAL_SUFFIX = ".embuffer-partial"
+SETTLE_SECONDS = 1  # the configuration's unstructured_settle_seconds (see CONFIG)
+RECOVERY_PASSES = 3  # "until idle": the services run again while work is left, at most so often
+CONFIG = {"grace_minutes": 0, "unstructured_settle_seconds": SETTLE_SECONDS}
+PURGE_CONFIG = "[purge]\nretention_days = 0\n"  # every copy verified on primary goes at once
 
 
 @dataclass
@@ -296,6 +300,12 @@ class Judge:
                 found += [p for p in root.rglob("*") if p.is_file()]
         return found
 
+    def idle(self) -> bool:
+        """Nothing left for the services: the camera share and the buffer are empty."""
+        return not any(self.camera.iterdir()) and not any(
+            path.is_file() for path in self.buffer.rglob("*")
+        )
+
     def after_cut(self) -> Verdict:
         """The files as the cut left them: every movie complete somewhere, none only as a
         partial copy, no final name holding anything but the whole movie."""
@@ -459,6 +469,14 @@ class PowerCutRun:
         try:
             after_cut = self.judge.after_cut()
             codes = self.machine.run_services(logs[1])
+            for _ in range(RECOVERY_PASSES - 1):
+                if self.judge.idle():
+                    break
+                # What a service would find at its next poll: a file the cut brought back
+                # (purge does not sync the folders it removes from) is adopted only once
+                # it has been unchanged for the settle window.
+                time.sleep(SETTLE_SECONDS + 0.2)
+                codes = self.machine.run_services(logs[1])
             after_recovery = self.judge.after_recovery(codes)
         finally:
             self.machine.power_off()
