@@ -439,12 +439,8 @@ def diff_key(camera):
 
 
 def missing_tables(module, cursor):
-    """The buffer tables this leginondb lacks; created now unless in check mode."""
-    if not table_columns(cursor, INSTRUMENTS):
-        raise LeginonDBError(
-            "the database has no %s table: is login_db the Leginon database (leginondb)?"
-            % INSTRUMENTS
-        )
+    """The buffer tables this leginondb lacks; created now unless in check mode. Called
+    after the cameras were found: a run that fails creates nothing."""
     missing = [table for table in SINEDON_TABLES if not table_columns(cursor, table)]
     if missing and not module.check_mode:
         for table in missing:
@@ -455,12 +451,17 @@ def missing_tables(module, cursor):
 def run(module, connection, settings):
     params = module.params
     cursor = connection.cursor()
+    if not table_columns(cursor, INSTRUMENTS):
+        raise LeginonDBError(
+            "the database has no %s table: is login_db the Leginon database (leginondb)?"
+            % INSTRUMENTS
+        )
+    cameras = find_cameras(cursor, params["camera_host"], params["camera_name"])
     created = missing_tables(module, cursor)
     # in check mode a table to be created is planned as the ORM would make it
     had_table = TABLE not in created or not module.check_mode
     columns = table_columns(cursor, TABLE) if had_table else set(COLUMNS.values())
     had_append = APPEND_COLUMN in columns
-    cameras = find_cameras(cursor, params["camera_host"], params["camera_name"])
 
     add_column = not had_append and params["add_append_full_head_column"]
     if not had_append and not add_column:

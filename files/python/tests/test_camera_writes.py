@@ -63,8 +63,11 @@ def test_a_writer_pausing_at_a_page_boundary_waits_for_its_frame_count(
         writer.start()
         writer.join()
         finished = time.time()
-        wait_for(lambda: landed.exists() and not (host.camera / f"{frames}{suffix}").exists(),
-                 30, "the whole movie")
+        wait_for(
+            lambda: landed.exists() and not (host.camera / f"{frames}{suffix}").exists(),
+            30,
+            "the whole movie",
+        )
     assert landed.read_bytes() == whole
     [(started, attempts)] = journal_rows(
         host, "SELECT copy_started_at, attempts FROM movies WHERE state = 'done'"
@@ -219,3 +222,72 @@ def test_a_camera_file_still_held_open_is_removed_later_never_duplicated(
     assert landed.read_bytes() == data
     assert list(host.buffer.rglob("busy_1*")) == [landed]
     assert journal_rows(host, "SELECT state, COUNT(*) FROM movies GROUP BY state") == [("done", 1)]
+
+
+def test_a_crash_while_the_earlier_copy_is_set_aside_misfiles_nothing(
+    host, registered, monkeypatch
+):
+    from embuffer import transfer, verifiers
+
+    frames = "20261126_140500_01"
+    host.leginon.acquisition(registered["session"], registered["camera"], frames, "crash_1")
+    source = host.camera / f"{frames}.mrc"
+    old, new = mrc_bytes(8, 8, 2, seed=21), mrc_bytes(8, 8, 2, seed=22)
+    verify = transfer.Transfer.verify
+
+    def camera_rewrites_meanwhile(self, movie_id, **kwargs):
+        verified = verify(self, movie_id, **kwargs)
+        if source.read_bytes() == old:
+            source.write_bytes(new)
+        return verified
+
+    def quarantine_full(self, movie_id, reason):
+        raise OSError(28, "No space left on device (quarantine)")
+
+    monkeypatch.setattr(transfer.Transfer, "verify", camera_rewrites_meanwhile)
+    monkeypatch.setattr(verifiers.Verifiers, "quarantine", quarantine_full)
+    source.write_bytes(old)
+    then = time.time() - 60
+    os.utime(source, (then, then))
+    main(["--config", str(host.config_path), "ingest", "--once"])
+    assert source.read_bytes() == new
+    monkeypatch.undo()  # room again; the next start finishes what was left
+    os.utime(source, (then, then))
+    assert main(["--config", str(host.config_path), "ingest", "--once"]) == 0
+    folder = host.buffer_folder()
+    assert (folder / "crash_1.frames.mrc").read_bytes() == new
+    assert [p.name for p in folder.iterdir() if p.name.startswith((".crash", "crash"))] == [
+        "crash_1.frames.mrc"
+    ]
+    [earlier] = list((host.quarantine / CAMERA_HOST).iterdir())
+    assert earlier.read_bytes() == old
+    assert not source.exists()
+    states = dict(
+        journal_rows(
+            host, "SELECT image_filename, state FROM movies WHERE image_filename IS NOT NULL"
+        )
+    )
+    assert states == {"crash_1": "done"}
+
+
+def test_an_unmatched_file_still_held_open_ends_in_quarantine(host, registered, held_open):
+    host.write_config(settle_seconds=0.5, grace_minutes=0)
+    source = host.camera / "20261126_140600_99.mrc"  # no Leginon image
+    data = mrc_bytes(8, 8, 2, seed=23)
+    source.write_bytes(data)
+    with open(source, "rb"):
+        held_open(source)
+        with running_ingest(host):
+            wait_for(
+                lambda: bool(
+                    journal_rows(host, "SELECT 1 FROM events WHERE action = 'source_busy'")
+                ),
+                30,
+                "the refused removal",
+            )
+            held_open.release()
+            wait_for(lambda: not source.exists(), 60, "the removal to be retried")
+    [(state, target)] = journal_rows(host, "SELECT state, target FROM movies")
+    assert (state, target) == ("quarantined", "quarantine")
+    [kept] = list((host.quarantine / CAMERA_HOST).iterdir())
+    assert kept.read_bytes() == data

@@ -63,7 +63,9 @@ def register_outage_sessions(
             continue
         existing = recorded_frame_path(db, session_id, host.row_id)
         if existing is None:
-            record_frame_path(db, session_id, host.row_id, folder)
+            if not record_frame_path(db, session_id, host.row_id, folder):
+                result.pending += 1  # no BufferFramePathData table yet: Appion derives it
+                continue
             result.recorded.append(f"session {session_id}: {folder}")
             log.info("recorded buffer frame path %s for session %s", folder, session_id)
         elif os.path.normpath(existing) != os.path.normpath(folder):

@@ -13,6 +13,7 @@ journal's `held_files` table, so a restart neither forgets the hold nor loops on
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -59,24 +60,29 @@ class FailureTracker:
     def __init__(self, journal: Journal, camera: str) -> None:
         self.journal = journal
         self.camera = camera
+        self._lock = threading.Lock()  # the camera thread and its verifiers share it
         # source path -> (failures, monotonic time of the next try); a restart retries once
         self._due: dict[str, tuple[int, float]] = {
             held.source_path: (held.failures, 0.0) for held in failing_files(journal, camera)
         }
 
     def ready(self, source: str) -> bool:
-        entry = self._due.get(source)
+        with self._lock:
+            entry = self._due.get(source)
         return entry is None or time.monotonic() >= entry[1]
 
     def failures(self, source: str) -> int:
-        entry = self._due.get(source)
+        with self._lock:
+            entry = self._due.get(source)
         return entry[0] if entry else 0
 
     def failed(self, source: str, error: str) -> bool:
         """Count one failure; True when the file is (now) held."""
-        failures = self.failures(source) + 1
+        with self._lock:
+            entry = self._due.get(source)
+            failures = (entry[0] if entry else 0) + 1
+            self._due[source] = (failures, time.monotonic() + retry_delay(failures))
         now = time.time()
-        self._due[source] = (failures, time.monotonic() + retry_delay(failures))
         held_since = now if failures >= HOLD_AFTER_FAILURES else None
         with self.journal.transaction() as db:
             db.execute(
@@ -104,7 +110,9 @@ class FailureTracker:
 
     def succeeded(self, source: str) -> None:
         """The file left the camera share's queue: forget its failures."""
-        if self._due.pop(source, None) is not None:
+        with self._lock:
+            known = self._due.pop(source, None) is not None
+        if known:
             self.journal.write(
                 "DELETE FROM held_files WHERE camera = ? AND source_path = ?",
                 (self.camera, source),
@@ -112,5 +120,7 @@ class FailureTracker:
 
     def forget_missing(self, present: set[str]) -> None:
         """Files gone from the camera share (moved by someone, or done) are no longer held."""
-        for source in [source for source in self._due if source not in present]:
+        with self._lock:
+            gone = [source for source in self._due if source not in present]
+        for source in gone:
             self.succeeded(source)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from embuffer.config import CameraConfig, Config
 from embuffer.dbcreds import read_credentials
 from embuffer.frame_count import frame_count
 from embuffer.frame_paths import register_outage_sessions
-from embuffer.holds import FailureTracker, retry_delay
+from embuffer.holds import FailureTracker
 from embuffer.journal import Journal
 from embuffer.leginondb import Backoff, DatabaseUnavailable, LeginonDB
 from embuffer.matching import (
@@ -53,16 +52,14 @@ from embuffer.scan import (
     list_candidates,
     sidecar_for,
 )
-from embuffer.transfer import Pending, SourceBusy, SourceRewritten, Transfer, VerificationFailed
+from embuffer.transfer import Pending, SourceRewritten, Transfer
 from embuffer.verified_copy import CopyAborted, Ownership, SourceChanged
+from embuffer.verifiers import Verifiers
 
 log = logging.getLogger("embuffer.ingest")
 PLACEMENT_CACHE_SECONDS = 30.0
-VERIFIER_THREADS = 2
 # how often the ingest records, for sessions placed during an outage, the buffer frame path
 REGISTRATION_SECONDS = 60.0
-# a camera copy the camera software still holds open is tried again this soon (at most)
-BUSY_RETRY_CAP_SECONDS = 60.0
 
 
 @dataclass
@@ -95,17 +92,14 @@ class CameraIngest:
         self.tracker = SettleTracker(camera.settle_seconds, camera.unstructured_settle_seconds)
         self.backoff = Backoff()
         self.references = ReferenceWriter(self.db, journal, camera.host)
-        # copies waiting to be published and verified by the verifier threads
-        self.verify_queue: queue.Queue[Pending | int | None] = queue.Queue()
         self.failures = FailureTracker(journal, camera.host)
+        # copies waiting to be published, verified and released by the verifier threads
+        self.verifiers = Verifiers(
+            config, camera.host, journal, self.transfer, self.failures, self._unexpected
+        )
         self._placements: dict[int, _Placed] = {}
         self._warned: set[str] = set()
         self._told: dict[str, str] = {}
-        # movie ids queued for, or being handled by, the verifiers, or waiting to be retried
-        self._with_verifiers: set[int] = set()
-        self._retries: list[tuple[float, int]] = []  # (monotonic due time, movie id)
-        self._retry_lock = threading.Lock()
-        self._busy_tries: dict[int, int] = {}
         # movies whose frames fall short of the count: name -> (snapshot, wall deadline)
         self._short: dict[str, tuple[Snapshot, float]] = {}
         self._last_registration = 0.0
@@ -124,7 +118,10 @@ class CameraIngest:
                 if outcome == "retry" and self._not_rescanned(movie):
                     self._finish_orphan(movie)
             except SourceRewritten as rewritten:
-                self._quarantine_earlier_copy(rewritten)
+                try:
+                    self.verifiers.set_aside_earlier_copy(rewritten)
+                except Exception as error:  # noqa: BLE001 - the camera starts anyway
+                    log.error("earlier copy of %r not set aside: %r", movie.source_path, error)
             except Exception as error:  # noqa: BLE001 - the camera starts anyway; retried later
                 log.error("recover %r failed: %r; will retry", movie.source_path, error)
 
@@ -141,39 +138,29 @@ class CameraIngest:
     def _finish_orphan(self, movie: j.Movie) -> None:
         """Finish a sidecar or set-aside copy that a crash interrupted; its row was written
         (with where it goes) before the step that makes it unreachable otherwise."""
-        if movie.target == "buffer" and movie.dest_path:
+        if movie.target == "buffer" and movie.rel_path:
+            source = Path(movie.source_path)
+            if self._movie_of_sidecar_waits(source):
+                return  # its movie is still on the camera share and takes it along
+            dest = self.config.buffer_root / movie.rel_path
             ownership = Ownership(movie.uid, movie.gid, self.config.file_mode, self.config.dir_mode)
-            source, dest = Path(movie.source_path), Path(movie.dest_path)
             if not self.transfer.copy(movie.id, source, dest, ownership):
                 self._quarantine_clash(movie.id, dest)
                 return
-            self._to_verifiers(movie.id)
+            self.verifiers.submit(movie.id)
             return
         reason = movie.reason or "set aside; its move was interrupted by a crash"
         quarantine_movie(self.config, self.journal, self.transfer, movie.id, reason)
 
-    def _start_verifiers(self) -> list[threading.Thread]:
-        """Threads that publish and re-read finished copies, so that verifying one movie
-        overlaps copying the next; two, so one movie's flush overlaps another's re-read."""
-        threads = [
-            threading.Thread(
-                target=self._verify_loop, name=f"verify-{self.camera.host}-{n}", daemon=True
-            )
-            for n in range(VERIFIER_THREADS)
-        ]
-        for thread in threads:
-            thread.start()
-        return threads
-
-    def _stop_verifiers(self, threads: list[threading.Thread]) -> None:
-        """Let the verifiers finish everything queued, then end them."""
-        for _ in threads:
-            self.verify_queue.put(None)
-        for thread in threads:
-            thread.join()
+    def _movie_of_sidecar_waits(self, sidecar: Path) -> bool:
+        stem = sidecar.name.rsplit(".", 1)[0]
+        return any(
+            path != sidecar and path.name.startswith(stem + ".")
+            for path in self.camera.path.iterdir()
+        )
 
     def run_forever(self) -> None:
-        verifiers = self._start_verifiers()
+        self.verifiers.start()
         self.recover()
         last_scan = 0.0
         candidates: list[Candidate] = []
@@ -185,16 +172,19 @@ class CameraIngest:
                     self.failures.forget_missing({str(c.path) for c in candidates})
                     last_scan = now
                 self.run_pass(candidates, first_sight_ok=False)
-                self._requeue_due_retries()
+                self.verifiers.requeue_due()
                 self._housekeeping(now)
             except OSError as error:
                 self._tell("scan", f"cannot read camera folder {self.camera.path}: {error}")
             except Exception as error:  # noqa: BLE001 - the camera must go on (module doc)
                 self._unexpected(None, error, "camera pass")
                 self.stop.wait(min(60.0, self.backoff.failed()))
+            if not self.verifiers.alive():
+                # nothing would ever be published: end, so that the service restarts (cli.py)
+                raise RuntimeError(f"the verifier threads of camera {self.camera.host} died")
             # Pending files are re-stated often so a file is picked up as soon as it settles.
             self.stop.wait(0.2)
-        self._stop_verifiers(verifiers)
+        self.verifiers.stop()
 
     def _housekeeping(self, now: float) -> None:
         """Journal what the database lacks (once per gap), and after an outage record where
@@ -213,15 +203,17 @@ class CameraIngest:
                 log.warning("buffer frame paths not recorded yet: %s", error)
 
     def run_once(self) -> PassResult:
-        verifiers = self._start_verifiers()
+        self.verifiers.start()
         try:
             self.recover()
             candidates = list_candidates(self.camera.path, self._warned)
             result = self.run_pass(candidates, first_sight_ok=True)
             self._housekeeping(time.monotonic())
-            return result
         finally:
-            self._stop_verifiers(verifiers)
+            self.verifiers.stop()
+        # steps to retry later (a camera file still held open): the next run takes them up
+        result.waiting += self.verifiers.pending_retries()
+        return result
 
     # ---- one pass over the folder ------------------------------------------------------
     def run_pass(self, candidates: list[Candidate], *, first_sight_ok: bool) -> PassResult:
@@ -328,7 +320,7 @@ class CameraIngest:
                 placed += 1
             else:
                 left += 1
-        self._drain_verifications()
+        self.verifiers.drain()
         return placed, left
 
     def handle(
@@ -354,10 +346,10 @@ class CameraIngest:
         else:
             movie_id = movie.id
             if movie.state in (j.COPYING, j.COPIED, j.VERIFIED):
-                if movie_id in self._with_verifiers:
+                if self.verifiers.has(movie_id):
                     return True  # in the verifiers' hands
                 if movie.state != j.COPYING:
-                    self._to_verifiers(movie_id)  # a step that failed earlier: go on with it
+                    self.verifiers.submit(movie_id)  # a step that failed earlier: go on
                     return True
                 # a copy abandoned in this run: remove the partial, copy again
                 if self.transfer.recover(movie) != "retry":
@@ -365,11 +357,12 @@ class CameraIngest:
         key = frames_key(candidate.name, candidate.is_dir)
         match = find_image(self.db, key, self.camera.host, self.camera.check_days)
         if match is None:
-            if retry:  # still no match: the quarantined row stays the record of this file
-                self.journal.db.execute("DELETE FROM movies WHERE id = ?", (movie_id,))
-                return False
+            if retry:
+                return self._not_placed_after_all(movie_id)
             return self._unmatched(movie_id, candidate, key)
         problem = name_problem(match.filename, f"{match.table} {match.image_id} filename")
+        if problem is not None and retry:
+            return self._not_placed_after_all(movie_id)
         if problem is not None:  # never followed: a name is not allowed to be a path
             self.journal.event("unsafe_name", camera=self.camera.host, detail=problem)
             quarantine_movie(
@@ -379,6 +372,8 @@ class CameraIngest:
         if not retry and self._short_of_frames(candidate, watch, match):
             return False
         placed = self._place(match)
+        if placed is None and retry:
+            return self._not_placed_after_all(movie_id)
         if placed is None:
             # the placement was refused: ask the database again in a while, not every poll
             self._not_before[candidate.name] = time.monotonic() + PLACEMENT_CACHE_SECONDS
@@ -386,6 +381,8 @@ class CameraIngest:
         if self.camera.destination_head and not str(placed.folder).startswith(
             self.camera.destination_head
         ):
+            if retry:
+                return self._not_placed_after_all(movie_id)
             self._tell(
                 source,
                 f"{candidate.name!r}: destination {placed.folder} is not under "
@@ -406,7 +403,7 @@ class CameraIngest:
             self._quarantine_clash(movie_id, dest)
             return True
         self._copy_sidecar(candidate, match, placed)
-        self._to_verifiers(outcome if isinstance(outcome, Pending) else movie_id)
+        self.verifiers.submit(outcome if isinstance(outcome, Pending) else movie_id)
         return True
 
     def _short_of_frames(
@@ -436,6 +433,12 @@ class CameraIngest:
         )
         log.warning("%s", detail)
         self.journal.event("frame_count_short", camera=self.camera.host, detail=detail)
+        return False
+
+    def _not_placed_after_all(self, movie_id: int) -> bool:
+        """`quarantine retry` found no place for the file again: the quarantined row stays
+        its record, and the row opened for this try goes."""
+        self.journal.write("DELETE FROM movies WHERE id = ? AND state = ?", (movie_id, j.SEEN))
         return False
 
     # ---- decisions -----------------------------------------------------------------------
@@ -578,12 +581,13 @@ class CameraIngest:
             source_path=str(sidecar),
             state=j.SEEN,
             # where it goes, recorded before its movie can leave the camera (recover())
+            dest_path=str(dest),
             **self._match_fields(match, dest, placed),
         )
         if self.transfer.copy(
             sidecar_id, sidecar, dest, placed.ownership, **self._match_fields(match, dest, placed)
         ):
-            self._to_verifiers(sidecar_id)
+            self.verifiers.submit(sidecar_id)
         else:
             quarantine_movie(
                 self.config,
@@ -592,133 +596,6 @@ class CameraIngest:
                 sidecar_id,
                 f"a different sidecar already exists at {dest}",
             )
-
-    # ---- verification (verifier threads) -------------------------------------------------
-    def _to_verifiers(self, item: Pending | int) -> None:
-        with self._retry_lock:
-            self._with_verifiers.add(item.movie_id if isinstance(item, Pending) else item)
-        self.verify_queue.put(item)
-
-    def _retry_later(self, movie_id: int, delay: float) -> None:
-        with self._retry_lock:
-            self._retries.append((time.monotonic() + delay, movie_id))
-
-    def _requeue_due_retries(self) -> None:
-        now = time.monotonic()
-        with self._retry_lock:
-            due = [movie_id for at, movie_id in self._retries if at <= now]
-            self._retries = [(at, movie_id) for at, movie_id in self._retries if at > now]
-        for movie_id in due:
-            self.verify_queue.put(movie_id)
-
-    def _verify_one(self, item: Pending | int) -> None:
-        movie_id = item.movie_id if isinstance(item, Pending) else item
-        done = True  # False: the movie stays with the verifiers (a retry is scheduled)
-        try:
-            done = self._publish_verify_remove(item, movie_id)
-        except SourceRewritten as rewritten:
-            self._quarantine_earlier_copy(rewritten)
-        except SourceBusy as busy:
-            tries = self._busy_tries.get(movie_id, 0) + 1
-            self._busy_tries[movie_id] = tries
-            self._retry_later(movie_id, min(BUSY_RETRY_CAP_SECONDS, retry_delay(tries)))
-            log.warning("%s; the buffer copy is verified, removal retried", busy)
-            done = False
-        except (OSError, VerificationFailed) as error:
-            self.journal.event(
-                "error", movie_id=movie_id, camera=self.camera.host, detail=str(error)
-            )
-            log.error("verify of movie %d failed: %s; the camera copy is kept", movie_id, error)
-            done = self._after_failure(movie_id, error)
-        except Exception as error:  # noqa: BLE001 - a verifier thread must not die of one file
-            source = self._source_of(movie_id)
-            self._unexpected(Path(source) if source else None, error, "verify")
-            done = self._after_failure(movie_id, error, counted=True)
-        finally:
-            if done:
-                self._busy_tries.pop(movie_id, None)
-                with self._retry_lock:
-                    self._with_verifiers.discard(movie_id)
-
-    def _publish_verify_remove(self, item: Pending | int, movie_id: int) -> bool:
-        if isinstance(item, Pending) and not self.transfer.finish(item):
-            self._quarantine_clash(movie_id, item.dest)
-            return True
-        movie = self.journal.movie(movie_id)
-        if movie.state not in (j.COPIED, j.VERIFIED):
-            return True  # undone meanwhile (a rewritten source, a failed step): ingest again
-        verified_at = None
-        if movie.state == j.COPIED:
-            verified_at = self.transfer.verify(movie_id, record=False)
-        self.transfer.remove_source(movie_id, j.DONE, verified_at=verified_at, event="ingested")
-        movie = self.journal.movie(movie_id)
-        if movie.state == j.DONE:
-            self.failures.succeeded(str(movie.source_path))
-            log.info(
-                "ingested %r -> %s (%d bytes, xxh3-128 %s, verified)",
-                movie.source_path,
-                movie.dest_path,
-                movie.size or 0,
-                movie.hash,
-            )
-        return True
-
-    def _quarantine_earlier_copy(self, rewritten: SourceRewritten) -> None:
-        """The camera rewrote a file with other bytes after its copy: the earlier copy is a
-        movie of its own, so it leaves the buffer root for quarantine (verified, never
-        deleted), and then the camera file is copied again."""
-        reason = (
-            f"earlier copy of {rewritten.source}: the camera rewrote that file with other "
-            "bytes after this was copied"
-        )
-        earlier_id = self.journal.insert_movie(
-            camera=self.camera.host,
-            kind="file",
-            source_path=str(rewritten.earlier),
-            state=j.SEEN,
-            target="quarantine",
-            reason=reason,
-        )
-        quarantine_movie(self.config, self.journal, self.transfer, earlier_id, reason)
-        self.transfer.copy_again(rewritten.movie_id, "the earlier copy went to quarantine")
-
-    def _after_failure(self, movie_id: int, error: Exception, *, counted: bool = False) -> bool:
-        """A verifier step failed: if the row still waits for a verifier step (copied or
-        verified), retry it later; else the next pass copies the file again."""
-        source = self._source_of(movie_id)
-        if source and not counted:
-            self.failures.failed(source, f"verify: {type(error).__name__}: {error}")
-        try:
-            state = self.journal.movie(movie_id).state
-        except Exception:  # noqa: BLE001 - no row: nothing to retry
-            return True
-        if state in (j.COPIED, j.VERIFIED):
-            failures = self.failures.failures(source) if source else 1
-            self._retry_later(movie_id, retry_delay(max(1, failures)))
-            return False
-        return True
-
-    def _source_of(self, movie_id: int) -> str | None:
-        try:
-            return str(self.journal.movie(movie_id).source_path)
-        except Exception:  # noqa: BLE001 - the journal is what failed: no name to give
-            return None
-
-    def _verify_loop(self) -> None:
-        while True:
-            item = self.verify_queue.get()
-            if item is None:
-                return
-            self._verify_one(item)
-
-    def _drain_verifications(self) -> None:
-        while True:
-            try:
-                item = self.verify_queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not None:
-                self._verify_one(item)
 
     def _tell(self, key: str, message: str) -> None:
         """Log a waiting/skip reason once per file, not once per poll."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,8 +41,10 @@ def quarantine_movie(
     folder = config.quarantine / movie.camera
     ownership = Ownership(file_mode=config.file_mode, dir_mode=config.dir_mode)
     for dest in _names(folder, source.name):
-        if dest == source or _other_file_there(dest, source):
-            continue  # taken by a file of another size: not this one, no copy needed to know
+        if _same_file(dest, source) or _other_file_there(dest, source):
+            continue  # the source itself, or a file of another size: no copy needed to know
+        if _kept_for_another(journal, dest, movie_id):
+            continue  # identical bytes, but another quarantined file's record: not shared
         if transfer.copy(
             movie_id, source, dest, ownership, target="quarantine", reason=reason, rel_path=None
         ):
@@ -54,6 +57,24 @@ def quarantine_movie(
         "quarantined", movie_id=movie_id, camera=movie.camera, nbytes=movie.size, detail=reason
     )
     log.warning("quarantined %r -> %s: %s", str(source), dest, reason)
+
+
+def _same_file(dest: Path, source: Path) -> bool:
+    """The same file by device and inode, however the two paths are spelled."""
+    try:
+        return os.path.samestat(
+            dest.stat(follow_symlinks=False), source.stat(follow_symlinks=False)
+        )
+    except FileNotFoundError:
+        return False
+
+
+def _kept_for_another(journal: Journal, dest: Path, movie_id: int) -> bool:
+    row = journal.db.execute(
+        "SELECT 1 FROM movies WHERE dest_path = ? AND state = ? AND id != ? LIMIT 1",
+        (str(dest), j.QUARANTINED, movie_id),
+    ).fetchone()
+    return row is not None
 
 
 def _other_file_there(dest: Path, source: Path) -> bool:

@@ -33,16 +33,17 @@ def camera_registration_problems(config: Config) -> list[str]:
                     f"[camera '{camera.host}'] no InstrumentData row has hostname "
                     f"'{camera.host}': Leginon has not run on that camera PC, or the host is wrong"
                 )
-            for instrument in instruments:
-                host = newest_buffer_host(db, int(instrument["id"]))
-                if host is None:
-                    problems.append(
-                        f"[camera '{camera.host}'] {instrument['name']} (InstrumentData "
-                        f"{instrument['id']}) has no BufferHostData row, so Leginon writes its "
-                        "frames to the session frame path, not to this buffer: run the "
-                        "registration (site.yml, embuffer_registration) for it, or remove "
-                        "the camera from the configuration"
-                    )
+            # One PC may carry several instruments (a Thermo scope's TEM and its Falcon):
+            # the camera among them needs the row; a TEM never has frames to send.
+            unregistered = [i for i in instruments if newest_buffer_host(db, int(i["id"])) is None]
+            if instruments and len(unregistered) == len(instruments):
+                names = ", ".join(f"{i['name']} (InstrumentData {i['id']})" for i in instruments)
+                problems.append(
+                    f"[camera '{camera.host}'] {names} has no BufferHostData row, so Leginon "
+                    "writes its frames to the session frame path, not to this buffer: run the "
+                    "registration (site.yml, embuffer_registration) for it, or remove the "
+                    "camera from the configuration"
+                )
     except Exception as error:  # noqa: BLE001 - a database down is a finding, not a crash
         problems.append(f"leginondb not checked: {error}")
     finally:

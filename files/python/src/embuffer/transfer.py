@@ -267,10 +267,15 @@ class Transfer:
         verified = {"verified_at": fields["verified_at"]} if "verified_at" in fields else {}
         reason = f"camera still holds the file ({os.strerror(error.errno or 0)}); removal retried"
         with self.journal.transaction():
+            first = movie.reason != reason  # one event per refusal, not one per retry
             self.journal.update_movie(movie.id, state=j.VERIFIED, reason=reason, **verified)
-            self.journal.event(
-                "source_busy", movie_id=movie.id, camera=movie.camera, detail=str(movie.source_path)
-            )
+            if first:
+                self.journal.event(
+                    "source_busy",
+                    movie_id=movie.id,
+                    camera=movie.camera,
+                    detail=str(movie.source_path),
+                )
         raise SourceBusy(error.errno, f"{movie.source_path}: {reason}")
 
     def _source_rewritten(self, movie: Movie, new_size: int) -> None:
@@ -309,6 +314,25 @@ class Transfer:
                 "source_changed", movie_id=movie.id, camera=movie.camera, detail=detail
             )
         log.warning("%s; it is copied again", detail)
+
+    def rename_aside(self, earlier: Path, aside: Path) -> None:
+        """Rename a published copy to `aside` in its folder, never replacing a file, and make
+        the new name durable (its row was made durable before)."""
+        try:
+            os.link(earlier, aside)
+        except FileExistsError:
+            raise DestinationExists(str(aside)) from None
+        os.unlink(earlier)
+        _fsync_folder(earlier.parent)
+
+    def copy_vanished(self, movie: Movie) -> bool:
+        """A row whose published copy is gone (set aside before a crash, removed by hand)
+        while the camera file is still there: copy it again. True when that was the case."""
+        dest = Path(movie.dest_path or "")
+        if os.path.lexists(dest) or not os.path.lexists(movie.source_path or ""):
+            return False
+        self.copy_again(movie.id, f"its copy {dest} is gone")
+        return True
 
     def copy_again(self, movie_id: int, why: str) -> None:
         """Back to "matched": the next pass copies the camera file again, whole."""
@@ -363,6 +387,8 @@ class Transfer:
             if not os.path.lexists(movie.source_path or ""):
                 return self._source_gone(movie)
             return "retry"
+        if self.copy_vanished(movie):
+            return "retry"
         verified_at = self.verify(movie.id, record=False) if movie.state == j.COPIED else None
         final = j.QUARANTINED if _in_quarantine(movie) else j.DONE
         self.remove_source(
@@ -372,6 +398,14 @@ class Transfer:
             event="quarantined" if final == j.QUARANTINED else "ingested",
         )
         return "finished"
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _in_quarantine(movie: Movie) -> bool:

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import xxhash
 
@@ -173,14 +174,28 @@ def bytes_differing(earlier: Path, current: Path, limit: int) -> int:
     differing = 0
     with open(earlier, "rb", buffering=0) as old, open(current, "rb", buffering=0) as new:
         while differing <= limit:
-            before = old.read(CHUNK_BYTES)
+            before = _read_full(old, CHUNK_BYTES)
             if not before:
                 break
-            after = new.read(len(before))
+            after = _read_full(new, len(before))
             differing += len(before) - len(after)
             if before[: len(after)] != after:
                 differing += sum(1 for a, b in zip(before, after, strict=False) if a != b)
     return differing
+
+
+def _read_full(stream: BinaryIO, length: int) -> bytes:
+    """Up to `length` bytes, fewer only at the end of the file (network mounts return short
+    reads in the middle too)."""
+    parts: list[bytes] = []
+    left = length
+    while left > 0:
+        part = stream.read(left)
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def copy_file(
