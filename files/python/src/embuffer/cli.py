@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from embuffer import __version__
 from embuffer.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from embuffer.journal import Journal, JournalLocked, ServiceLock
+from embuffer.journal import Journal, JournalLocked, JournalReplaced, ServiceLock
 
 if TYPE_CHECKING:  # imported where used: `embuffer status` need not load the copy engine
     from embuffer.archive import Archiver
@@ -28,6 +28,7 @@ EXIT_CONFIG = 78  # EX_CONFIG: the configuration is unusable
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another instance holds the journal
 EXIT_INCOMPLETE = 1  # the command ran but could not finish its job (told in the log)
 EXIT_SOFTWARE = 70  # EX_SOFTWARE: a worker thread died; systemd restarts the service
+EXIT_JOURNAL_REPLACED = 74  # EX_IOERR: the journal was deleted or replaced under the service
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -404,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     except JournalLocked as error:
         print(f"embuffer: {error}", file=sys.stderr)
         return EXIT_LOCKED
+    except JournalReplaced as error:
+        print(f"embuffer: {error}", file=sys.stderr)
+        return EXIT_JOURNAL_REPLACED
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ class CameraIngest:
         self.failures = FailureTracker(journal, camera.host)
         # copies waiting to be published, verified and released by the verifier threads
         self.verifiers = Verifiers(
-            config, camera.host, journal, self.transfer, self.failures, self._unexpected
+            config, camera.host, journal, self.transfer, self.failures, self._unexpected, stop
         )
         self._placements: dict[int, _Placed] = {}
         self._warned: set[str] = set()

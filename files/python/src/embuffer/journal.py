@@ -121,6 +121,14 @@ class JournalLocked(Exception):
     pass
 
 
+class JournalReplaced(BaseException):  # noqa: N818 - not an Exception: no handler may catch it
+    """The journal file is no longer the one this process opened (deleted, or replaced by
+    another file): what it commits now is not on the device under the journal's name, so
+    nothing irreversible may follow. Derives from BaseException so that the workers' "log
+    and go on" handlers let it through and the service stops (systemd restarts it on the
+    journal that is there now)."""
+
+
 @dataclass
 class Movie:
     """A row of `movies`, as a plain attribute bag."""
@@ -160,6 +168,8 @@ class Journal:
             _add_missing_columns(connection)
         finally:
             connection.close()
+        opened = os.stat(os.path.realpath(path))
+        self._identity = (opened.st_dev, opened.st_ino)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -205,9 +215,16 @@ class Journal:
         # SQLite keeps the WAL beside the database file a symlink points to, so resolve it:
         # a wrong name here would read as "no WAL" and sync nothing.
         database = os.path.realpath(self.path)
+        self._check_identity(database)
         try:
             fd = os.open(f"{database}-wal", os.O_RDONLY)
         except FileNotFoundError:
+            if getattr(self._local, "connection", None) is not None:
+                # an open connection in WAL mode always has its WAL: someone removed it
+                raise JournalReplaced(
+                    f"journal {self.path}: its write-ahead log {database}-wal was removed "
+                    "under the service; stopping before anything irreversible"
+                ) from None
             return  # no WAL: everything was checkpointed into the (synced) database file
         try:
             os.fsync(fd)
@@ -220,6 +237,18 @@ class Journal:
             finally:
                 os.close(folder)
             self._folder_synced = True
+
+    def _check_identity(self, database: str) -> None:
+        try:
+            info = os.stat(database)
+        except FileNotFoundError:
+            info = None
+        if info is None or (info.st_dev, info.st_ino) != self._identity:
+            what = "was deleted" if info is None else "was replaced by another file"
+            raise JournalReplaced(
+                f"journal {self.path} {what} while this service had it open; stopping "
+                "before anything irreversible (the journal there now is used at restart)"
+            )
 
     # ---- movies -------------------------------------------------------------------------
     def insert_movie(self, **fields: Any) -> int:

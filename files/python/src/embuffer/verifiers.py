@@ -22,7 +22,7 @@ from pathlib import Path
 from embuffer import journal as j
 from embuffer.config import Config
 from embuffer.holds import FailureTracker, retry_delay
-from embuffer.journal import Journal
+from embuffer.journal import Journal, JournalReplaced
 from embuffer.quarantine import quarantine_movie
 from embuffer.transfer import (
     Pending,
@@ -54,6 +54,7 @@ class Verifiers:
         transfer: Transfer,
         failures: FailureTracker,
         unexpected: Unexpected,
+        stop_service: threading.Event,
     ) -> None:
         self.config = config
         self.camera = camera
@@ -61,6 +62,7 @@ class Verifiers:
         self.transfer = transfer
         self.failures = failures
         self.unexpected = unexpected
+        self.stop_service = stop_service
         self.queue: queue.Queue[Pending | int | None] = queue.Queue()
         self._lock = threading.Lock()
         self._held: set[int] = set()  # queued, being handled, or waiting for a retry
@@ -123,6 +125,11 @@ class Verifiers:
         while (item := self.queue.get()) is not None:
             try:
                 self.verify(item)
+            except JournalReplaced as error:
+                # nothing irreversible may follow: the whole service stops (cli.py exits 74)
+                log.critical("%s", error)
+                self.stop_service.set()
+                return
             except Exception as error:  # noqa: BLE001 - the last line of defence: go on
                 log.error("verifier step failed: %r; its row is taken up again", error)
 
