@@ -423,3 +423,22 @@ def test_purge_never_removes_a_buffer_copy_changed_after_its_archive(host, regis
     assert run(host, "purge") == 0
     assert grown.exists() and touched.exists()
     assert not rewritten.exists(), "without --paranoid only size and mtime are compared"
+
+
+def test_a_missing_buffer_file_does_not_hold_back_the_archive(host, registered):
+    expected = ingest_sessions(host, registered, sessions=1, per_session=3)
+    first, *rest = sorted(expected, key=lambda rel: rel)
+    (host.buffer / first).unlink()  # removed by hand, or lost to a disk fault
+    for _ in range(2):  # pass after pass: the rest is archived, the missing one is reported
+        assert run(host, "archive", "--once") == 1
+    for rel in rest:
+        assert (host.primary / rel).read_bytes() == expected[rel]
+    with journal(host) as connection:
+        [(error,)] = connection.execute(
+            "SELECT archive_error FROM movies WHERE primary_verified_at IS NULL"
+        ).fetchall()
+        skipped = connection.execute(
+            "SELECT COUNT(*) FROM events WHERE action = 'archive_skipped'"
+        ).fetchone()[0]
+    assert "is missing" in error
+    assert skipped == 1, "reported once, not once per pass"

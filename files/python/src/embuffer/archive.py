@@ -29,6 +29,7 @@ from embuffer.verified_copy import (
     DestinationExists,
     Ownership,
     Progress,
+    SourceChanged,
     copy_path,
     finish_partial,
     hash_path,
@@ -245,6 +246,11 @@ class Archiver:
                     break
                 if self.primary_path_for(movie) in finisher.targets:
                     finisher.drain()  # two journal rows for one buffer file: one at a time
+                if not os.path.lexists(movie.dest_path or ""):
+                    # one row that cannot be read must not hold back every later movie
+                    self.skip(movie, f"buffer copy {movie.dest_path} is missing")
+                    clean = False
+                    continue
                 try:
                     pending = self.start(movie)
                     if pending is not None:
@@ -253,6 +259,9 @@ class Archiver:
                 except CopyAborted:
                     clean = False
                     break
+                except SourceChanged as error:
+                    self.skip(movie, f"buffer copy changed while it was archived ({error})")
+                    clean = False
                 except ConflictOnPrimary as error:
                     self.record_error(movie, error, backoff=False)
                     clean = False
@@ -271,6 +280,14 @@ class Archiver:
                 log.error("references of %s not mirrored: %s", folder, error)
                 clean = False
         return clean
+
+    def skip(self, movie: Movie, why: str) -> None:
+        """A movie this pass cannot archive for a reason of its own: marked, counted (an
+        alert fires), and the pass goes on with the next one; retried every pass."""
+        if movie.archive_error != why:  # once per reason, not once per pass
+            self.journal.update_movie(movie.id, archive_error=why)
+            self.journal.event("archive_skipped", movie_id=movie.id, detail=why)
+            log.error("archive of %s skipped: %s", movie.dest_path, why)
 
     def record_error(self, movie: Movie, error: Exception, *, backoff: bool = True) -> None:
         """Never counted as done: the movie stays in the backlog, the error is reported."""

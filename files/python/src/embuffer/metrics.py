@@ -82,6 +82,10 @@ FAILURE_ACTIONS = {
         "embuffer_source_busy",
         "Camera copies the camera software still held at removal (retried)",
     ),
+    "archive_skipped": (
+        "embuffer_archive_skipped",
+        "Buffer movies the archive could not read (missing, changed); the others go on",
+    ),
     "unsafe_name": (
         "embuffer_unsafe_names",
         "Leginon rows whose file name would leave its folder (quarantined, not followed)",
