@@ -42,6 +42,7 @@ from embuffer.matching import (
     session_owner,
 )
 from embuffer.names import name_problem
+from embuffer.odd_names import odd_name_problem, printable, quarantine_odd_name
 from embuffer.quarantine import quarantine_movie, quarantined
 from embuffer.references import ReferenceWriter
 from embuffer.scan import (
@@ -245,6 +246,14 @@ class CameraIngest:
                         self.tracker.forget(candidate.name)
                     result.waiting += 1
                     continue
+                problem = odd_name_problem(candidate.name)
+                if problem is not None:  # before anything writes the name to the journal
+                    if self._odd_name(candidate, problem):
+                        result.handled += 1
+                        self.tracker.forget(candidate.name)
+                    else:
+                        result.waiting += 1
+                    continue
                 if self._frames_pending(candidate, watch):
                     result.waiting += 1
                     continue
@@ -292,6 +301,19 @@ class CameraIngest:
                 self.failures.failed(str(path), f"{step}: {type(error).__name__}: {error}")
         except Exception as journal_error:  # noqa: BLE001 - logged; the file stays put
             log.error("cannot record the failure in the journal: %s", journal_error)
+
+    def _odd_name(self, candidate: Candidate, problem: str) -> bool:
+        """A camera file whose name cannot be stored or extended (odd_names.py)."""
+        if candidate.is_dir:
+            shown = printable(candidate.path)
+            self._tell(str(candidate.path), f"folder {shown!r}: {problem}; left where it is")
+            if not self._told.get(f"odd-{shown}"):
+                self._told[f"odd-{shown}"] = problem
+                detail = f"folder {shown!r}: {problem}; left on the camera share"
+                self.journal.event("unsafe_name", camera=self.camera.host, detail=detail)
+            return False
+        quarantine_odd_name(self.config, self.journal, self.camera.host, candidate.path, problem)
+        return True
 
     def _frames_pending(self, candidate: Candidate, watch: Watch) -> bool:
         """True while a movie found short of its frame count waits (see frame_count.py)."""
