@@ -13,6 +13,7 @@ non-zero: that is the signal that primary storage is behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from embuffer import journal as j
 from embuffer.config import Config
 from embuffer.journal import Journal, Movie
 from embuffer.mirror import hash_compressed
-from embuffer.verified_copy import hash_path, remove_tree_quietly
+from embuffer.verified_copy import fsync_dir, hash_path, remove_tree_quietly
 
 log = logging.getLogger("embuffer.purge")
 
@@ -215,6 +216,10 @@ class Purger:
             remove_tree_quietly(path)
         elif os.path.lexists(path):
             os.unlink(path)
+        # The removal made durable before the journal says "purged": a power cut would
+        # otherwise bring the copy back as a stranger that the archive adopts again.
+        with contextlib.suppress(FileNotFoundError):
+            fsync_dir(path.parent)
         self.journal.update_movie(
             movie.id, state=j.PURGED, purged_at=time.time(), purge_evidence=evidence
         )

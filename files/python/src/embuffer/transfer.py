@@ -30,6 +30,7 @@ from embuffer.verified_copy import (
     bytes_differing,
     copy_path,
     finish_partial,
+    fsync_dir,
     hash_path,
     hash_tree,
     make_folders,
@@ -323,7 +324,7 @@ class Transfer:
         except FileExistsError:
             raise DestinationExists(str(aside)) from None
         os.unlink(earlier)
-        _fsync_folder(earlier.parent)
+        fsync_dir(earlier.parent)
 
     def copy_vanished(self, movie: Movie) -> bool:
         """A row whose published copy is gone (set aside before a crash, removed by hand)
@@ -398,14 +399,6 @@ class Transfer:
             event="quarantined" if final == j.QUARANTINED else "ingested",
         )
         return "finished"
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _in_quarantine(movie: Movie) -> bool:

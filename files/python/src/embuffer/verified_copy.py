@@ -100,7 +100,7 @@ def is_partial_name(name: str) -> bool:
     return name.startswith(".") and name.endswith(PARTIAL_SUFFIX)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -139,7 +139,7 @@ def make_folders(folder: Path, ownership: Ownership) -> None:
             _apply_ownership(fd, ownership, ownership.dir_mode)
         finally:
             os.close(fd)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
 
 def hash_file(path: Path, *, drop_cache: bool = False) -> tuple[int, str]:
@@ -306,7 +306,7 @@ def publish(temp: Path, final: Path) -> None:
         os.rename(temp, final)
     else:
         os.unlink(temp)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def _remove_quietly(path: Path) -> None:
@@ -380,11 +380,11 @@ def copy_tree(
             manifest.append((str(member), result.size, result.hash))
             newest_mtime = max(newest_mtime, result.source_mtime_ns)
         for root, _dirs, _files in os.walk(temp):
-            _fsync_dir(Path(root))
+            fsync_dir(Path(root))
         if os.path.lexists(final):
             raise DestinationExists(str(final))
         os.rename(temp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except BaseException:
         remove_tree_quietly(temp)
         raise
