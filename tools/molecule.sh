@@ -58,7 +58,9 @@ esac
 # failed run, a reboot or a `podman rm` by hand, the containers are gone and converge would
 # find the hosts UNREACHABLE. Forget such instances first (`test` starts with destroy anyway).
 believes_created() {  # molecule's state file says the scenario's instances exist
-  molecule -c molecule/base.yml list -s "$1" -f plain 2>/dev/null | awk -F'\t' '$5 == "true" {found=1} END {exit !found}'
+  # plain lines: instance, driver, provisioner, scenario, created, converged
+  NO_COLOR=1 molecule -c molecule/base.yml list -s "$1" -f plain 2>/dev/null \
+    | sed 's/\x1b\[[0-9;]*m//g' | awk -v scenario="$1" '$4 == scenario && $5 == "true" {found=1} END {exit !found}'
 }
 platforms() {
   python -c 'import sys, yaml
