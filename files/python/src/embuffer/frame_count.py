@@ -25,9 +25,17 @@ a count (NULL, or pyscope's default of 1 when frames were not saved) keep the ti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from embuffer.config import CameraConfig
 from embuffer.formats import StructureVerdict, format_of
+from embuffer.journal import Journal
+from embuffer.scan import Candidate, Snapshot, Watch
+
+log = logging.getLogger("embuffer.frame_count")
 
 # formats whose page or section count Leginon's nframes predicts (see above)
 COUNTED_FORMATS = ("mrc", "tiff")
@@ -57,3 +65,53 @@ def frame_count(
     if format_of(name) not in COUNTED_FORMATS:
         return None
     return FrameCount(expected=int(nframes), found=int(verdict.frames))
+
+
+@dataclass
+class FrameCountWait:
+    """The movies of one camera that wait for their frames: a movie short of its count
+    waits until it reaches it, or is taken as it is (with a warning naming both counts) once
+    it has been unchanged for frame_count_settle_seconds."""
+
+    camera: CameraConfig
+    journal: Journal
+    tell: Callable[[str, str], None]  # logs a waiting reason once per file
+    waiting: dict[str, tuple[Snapshot, float]] = field(default_factory=dict)
+
+    def pending(self, candidate: Candidate, watch: Watch) -> bool:
+        """True while a movie found short earlier waits (nothing changed, time not up)."""
+        short = self.waiting.get(candidate.name)
+        if short is None:
+            return False
+        snapshot, deadline = short
+        if snapshot != watch.snapshot:
+            del self.waiting[candidate.name]  # it grew: judge it again
+            return False
+        return time.time() < deadline
+
+    def short(self, candidate: Candidate, watch: Watch | None, nframes: int | None) -> bool:
+        """Judge a matched movie by its Leginon frame count; True: it waits."""
+        if watch is None:
+            return False
+        count = frame_count(candidate.name, candidate.is_dir, watch.verdict, nframes)
+        if count is None or not count.short:
+            return False
+        wait = self.camera.frame_count_settle_seconds
+        deadline = watch.snapshot.mtime_ns / 1e9 + wait
+        if time.time() < deadline:
+            self.waiting[candidate.name] = (watch.snapshot, deadline)
+            self.tell(
+                str(candidate.path),
+                f"{candidate.name!r}: {count.describe()}; waiting for the rest (taken as it "
+                f"is after {wait:g} s without a change)",
+            )
+            return True
+        detail = f"{candidate.name!r} holds {count.describe()} and has not changed for {wait:g} s"
+        log.warning("%s: taken as it is", detail)
+        self.journal.event(
+            "frame_count_short", camera=self.camera.host, detail=f"{detail}: taken as it is"
+        )
+        return False
+
+    def forget(self, name: str) -> None:
+        self.waiting.pop(name, None)

@@ -25,7 +25,7 @@ from pathlib import Path
 from embuffer import journal as j
 from embuffer.config import CameraConfig, Config
 from embuffer.dbcreds import read_credentials
-from embuffer.frame_count import frame_count
+from embuffer.frame_count import FrameCountWait
 from embuffer.frame_paths import register_outage_sessions
 from embuffer.holds import FailureTracker
 from embuffer.journal import Journal
@@ -44,16 +44,16 @@ from embuffer.matching import (
 from embuffer.names import name_problem
 from embuffer.odd_names import odd_name_problem, printable, quarantine_odd_name
 from embuffer.quarantine import quarantine_movie, quarantined
+from embuffer.recovery import recover_camera
 from embuffer.references import ReferenceWriter
 from embuffer.scan import (
     Candidate,
     SettleTracker,
-    Snapshot,
     Watch,
     list_candidates,
     sidecar_for,
 )
-from embuffer.transfer import Pending, SourceRewritten, Transfer
+from embuffer.transfer import Pending, Transfer
 from embuffer.verified_copy import CopyAborted, Ownership, SourceChanged
 from embuffer.verifiers import Verifiers
 
@@ -101,64 +101,14 @@ class CameraIngest:
         self._placements: dict[int, _Placed] = {}
         self._warned: set[str] = set()
         self._told: dict[str, str] = {}
-        # movies whose frames fall short of the count: name -> (snapshot, wall deadline)
-        self._short: dict[str, tuple[Snapshot, float]] = {}
+        self.frame_wait = FrameCountWait(camera, journal, self._tell)
         self._last_registration = 0.0
         self._not_before: dict[str, float] = {}  # name -> monotonic time to look again
 
     # ---- lifecycle ---------------------------------------------------------------------
     def recover(self) -> None:
         """Finish or undo whatever a previous run of this camera left mid-flight."""
-        marks = ", ".join("?" for _ in j.ACTIVE_INGEST_STATES)
-        for movie in self.journal.movies(
-            f"camera = ? AND state IN ({marks})", (self.camera.host, *j.ACTIVE_INGEST_STATES)
-        ):
-            try:
-                outcome = self.transfer.recover(movie)
-                log.info("recover %r: %s (was %s)", movie.source_path, outcome, movie.state)
-                if outcome == "retry" and self._not_rescanned(movie):
-                    self._finish_orphan(movie)
-            except SourceRewritten as rewritten:
-                try:
-                    self.verifiers.set_aside_earlier_copy(rewritten)
-                except Exception as error:  # noqa: BLE001 - the camera starts anyway
-                    log.error("earlier copy of %r not set aside: %r", movie.source_path, error)
-            except Exception as error:  # noqa: BLE001 - the camera starts anyway; retried later
-                log.error("recover %r failed: %r; will retry", movie.source_path, error)
-
-    def _not_rescanned(self, movie: j.Movie) -> bool:
-        """Rows whose file no scan of the camera folder offers again: sidecars (they travel
-        with their movie) and earlier copies set aside from the buffer. Files retried out of
-        quarantine are not among them: `quarantine retry` offers those again."""
-        source = Path(movie.source_path or "")
-        if movie.target not in ("buffer", "quarantine"):
-            return False  # nothing recorded about where it goes: not ours to finish
-        sidecar = movie.kind == "sidecar" and source.parent == self.camera.path
-        return sidecar or self.config.buffer_root in source.parents
-
-    def _finish_orphan(self, movie: j.Movie) -> None:
-        """Finish a sidecar or set-aside copy that a crash interrupted; its row was written
-        (with where it goes) before the step that makes it unreachable otherwise."""
-        if movie.target == "buffer" and movie.rel_path:
-            source = Path(movie.source_path)
-            if self._movie_of_sidecar_waits(source):
-                return  # its movie is still on the camera share and takes it along
-            dest = self.config.buffer_root / movie.rel_path
-            ownership = Ownership(movie.uid, movie.gid, self.config.file_mode, self.config.dir_mode)
-            if not self.transfer.copy(movie.id, source, dest, ownership):
-                self._quarantine_clash(movie.id, dest)
-                return
-            self.verifiers.submit(movie.id)
-            return
-        reason = movie.reason or "set aside; its move was interrupted by a crash"
-        quarantine_movie(self.config, self.journal, self.transfer, movie.id, reason)
-
-    def _movie_of_sidecar_waits(self, sidecar: Path) -> bool:
-        stem = sidecar.name.rsplit(".", 1)[0]
-        return any(
-            path != sidecar and path.name.startswith(stem + ".")
-            for path in self.camera.path.iterdir()
-        )
+        recover_camera(self.config, self.camera, self.journal, self.transfer, self.verifiers)
 
     def run_forever(self) -> None:
         self.verifiers.start()
@@ -226,7 +176,7 @@ class CameraIngest:
         for name in list(self.tracker.watches):
             if name not in names:
                 self.tracker.forget(name)
-                self._short.pop(name, None)
+                self.frame_wait.forget(name)
                 self._not_before.pop(name, None)
         for candidate in candidates:
             if self.stop.is_set():
@@ -254,13 +204,13 @@ class CameraIngest:
                     else:
                         result.waiting += 1
                     continue
-                if self._frames_pending(candidate, watch):
+                if self.frame_wait.pending(candidate, watch):
                     result.waiting += 1
                     continue
                 if self.handle(candidate, watch.first_seen_wall, watch=watch):
                     result.handled += 1
                     self.tracker.forget(candidate.name)
-                    self._short.pop(candidate.name, None)
+                    self.frame_wait.forget(candidate.name)
                 else:
                     result.waiting += 1
             except DatabaseUnavailable as error:
@@ -314,17 +264,6 @@ class CameraIngest:
             return False
         quarantine_odd_name(self.config, self.journal, self.camera.host, candidate.path, problem)
         return True
-
-    def _frames_pending(self, candidate: Candidate, watch: Watch) -> bool:
-        """True while a movie found short of its frame count waits (see frame_count.py)."""
-        short = self._short.get(candidate.name)
-        if short is None:
-            return False
-        snapshot, deadline = short
-        if snapshot != watch.snapshot:
-            del self._short[candidate.name]  # it grew: judge it again
-            return False
-        return time.time() < deadline
 
     def retry_quarantined(self) -> tuple[int, int]:
         """Match quarantined files again; those that match now go to the buffer (verified)
@@ -391,7 +330,7 @@ class CameraIngest:
                 self.config, self.journal, self.transfer, movie_id, f"{problem}; not followed"
             )
             return True
-        if not retry and self._short_of_frames(candidate, watch, match):
+        if not retry and self.frame_wait.short(candidate, watch, match.nframes):
             return False
         placed = self._place(match)
         if placed is None and retry:
@@ -427,35 +366,6 @@ class CameraIngest:
         self._copy_sidecar(candidate, match, placed)
         self.verifiers.submit(outcome if isinstance(outcome, Pending) else movie_id)
         return True
-
-    def _short_of_frames(
-        self, candidate: Candidate, watch: Watch | None, match: ImageMatch
-    ) -> bool:
-        """A movie with fewer frames than its Leginon row counts is still being written:
-        it waits until it reaches the count, or is taken as it is (with a warning naming
-        both counts) once it has been unchanged for frame_count_settle_seconds."""
-        if watch is None:
-            return False
-        count = frame_count(candidate.name, candidate.is_dir, watch.verdict, match.nframes)
-        if count is None or not count.short:
-            return False
-        written = watch.snapshot.mtime_ns / 1e9
-        deadline = written + self.camera.frame_count_settle_seconds
-        if time.time() < deadline:
-            self._short[candidate.name] = (watch.snapshot, deadline)
-            self._tell(
-                str(candidate.path),
-                f"{candidate.name!r}: {count.describe()}; waiting for the rest (taken as it "
-                f"is after {self.camera.frame_count_settle_seconds:g} s without a change)",
-            )
-            return True
-        detail = (
-            f"{candidate.name!r} holds {count.describe()} and has not changed for "
-            f"{self.camera.frame_count_settle_seconds:g} s: taken as it is"
-        )
-        log.warning("%s", detail)
-        self.journal.event("frame_count_short", camera=self.camera.host, detail=detail)
-        return False
 
     def _not_placed_after_all(self, movie_id: int) -> bool:
         """`quarantine retry` found no place for the file again: the quarantined row stays
