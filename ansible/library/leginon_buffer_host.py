@@ -312,6 +312,17 @@ def column_sql(field):
     return quote_identifier(COLUMNS[field])
 
 
+def table_exists(cursor, table):
+    """Whether the table exists. information_schema.TABLES lists a table on which the login
+    has any privilege (CREATE alone, say), where COLUMNS would show none of its columns."""
+    cursor.execute(
+        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+        " AND TABLE_NAME = %s",
+        (table,),
+    )
+    return cursor.fetchone() is not None
+
+
 def table_columns(cursor, table):
     cursor.execute(
         "SELECT COLUMN_NAME FROM information_schema.COLUMNS"
@@ -441,7 +452,7 @@ def diff_key(camera):
 def missing_tables(module, cursor):
     """The buffer tables this leginondb lacks; created now unless in check mode. Called
     after the cameras were found: a run that fails creates nothing."""
-    missing = [table for table in SINEDON_TABLES if not table_columns(cursor, table)]
+    missing = [table for table in SINEDON_TABLES if not table_exists(cursor, table)]
     if missing and not module.check_mode:
         for table in missing:
             cursor.execute(SINEDON_TABLES[table])

@@ -66,7 +66,9 @@ def test_first_run_inserts_a_row_and_the_second_changes_nothing(leginondb, run_m
     assert leginondb.buffer_rows() == [row]
 
 
-def test_every_camera_on_the_host_is_registered_or_only_the_named_one(leginondb, run_module):
+def test_every_camera_on_the_host_is_registered_or_only_the_named_one(
+    leginondb, run_module
+):
     k3 = leginondb.data.instrument("GatanK3", "k3-cam-01")
     falcon = leginondb.data.instrument("Falcon4", "k3-cam-01")
     leginondb.data.instrument("Glacios", "scope-pc")
@@ -82,20 +84,30 @@ def test_every_camera_on_the_host_is_registered_or_only_the_named_one(leginondb,
         k3: "inserted",
         falcon: "unchanged",
     }
-    assert sorted(project(row)["camera"] for row in leginondb.buffer_rows()) == [k3, falcon]
+    assert sorted(project(row)["camera"] for row in leginondb.buffer_rows()) == [
+        k3,
+        falcon,
+    ]
 
 
 def test_base_path_and_append_flag_are_updated_in_place(leginondb, run_module):
     camera = leginondb.data.instrument("GatanK3", "k3-cam-01")
-    row_id = leginondb.data.buffer_host(camera, BUFFER, "/old/frames", append_full_head=False)
+    row_id = leginondb.data.buffer_host(
+        camera, BUFFER, "/old/frames", append_full_head=False
+    )
     (before,) = leginondb.buffer_rows()
 
-    outcome = run_module(register(leginondb, buffer_base_path="/bufferdata", append_full_head=True))
+    outcome = run_module(
+        register(leginondb, buffer_base_path="/bufferdata", append_full_head=True)
+    )
     assert outcome.rc == 0, outcome.result
     assert outcome.result["changed"] is True
     [reported] = outcome.result["rows"]
     assert reported["action"] == "updated"
-    assert sorted(reported["changed_fields"]) == ["append_full_head", "buffer_base_path"]
+    assert sorted(reported["changed_fields"]) == [
+        "append_full_head",
+        "buffer_base_path",
+    ]
     [after] = leginondb.buffer_rows()
     assert after["DEF_id"] == row_id
     assert project(after) == {**project(before), "path": "/bufferdata", "append": 1}
@@ -106,7 +118,9 @@ def test_base_path_and_append_flag_are_updated_in_place(leginondb, run_module):
     assert leginondb.buffer_rows() == [after]
 
 
-def test_state_disabled_and_enabled_toggle_only_the_disabled_flag(leginondb, run_module):
+def test_state_disabled_and_enabled_toggle_only_the_disabled_flag(
+    leginondb, run_module
+):
     camera = leginondb.data.instrument("GatanK3", "k3-cam-01")
     leginondb.data.buffer_host(camera, BUFFER, BASE, append_full_head=True)
     (original,) = leginondb.buffer_rows()
@@ -121,7 +135,9 @@ def test_state_disabled_and_enabled_toggle_only_the_disabled_flag(leginondb, run
     assert row["DEF_id"] == original["DEF_id"]
 
     assert (
-        run_module(register(leginondb, buffer_base_path=None, state="disabled")).result["changed"]
+        run_module(register(leginondb, buffer_base_path=None, state="disabled")).result[
+            "changed"
+        ]
         is False
     )
 
@@ -138,7 +154,9 @@ def test_disabling_a_camera_without_a_row_writes_nothing(leginondb, run_module):
     assert outcome.rc == 0, outcome.result
     assert outcome.result["changed"] is False
     assert outcome.result["rows"][0]["action"] == "absent"
-    assert any("nothing to disable" in warning for warning in outcome.warnings), outcome.warnings
+    assert any("nothing to disable" in warning for warning in outcome.warnings), (
+        outcome.warnings
+    )
     assert leginondb.buffer_rows() == []
 
 
@@ -179,9 +197,15 @@ def test_newest_row_is_managed_and_older_rows_are_untouched(leginondb, run_modul
     assert reported["id"] == newest
     after = {row["DEF_id"]: row for row in leginondb.buffer_rows()}
     assert sorted(after) == sorted(before), "rows were added or deleted"
-    assert project(after[newest]) == {**project(before[newest]), "path": BASE, "disabled": 0}
+    assert project(after[newest]) == {
+        **project(before[newest]),
+        "path": BASE,
+        "disabled": 0,
+    }
     untouched = {row_id: row for row_id, row in after.items() if row_id != newest}
-    assert untouched == {row_id: row for row_id, row in before.items() if row_id != newest}
+    assert untouched == {
+        row_id: row for row_id, row in before.items() if row_id != newest
+    }
 
 
 def test_unknown_camera_host_fails_naming_it_and_the_known_hosts(leginondb, run_module):
@@ -219,7 +243,9 @@ def test_old_schema_without_append_column_works_and_warns(old_leginondb, run_mod
     assert outcome.result["changed"] is True
     assert outcome.result["append_full_head_supported"] is False
     assert outcome.result["rows"][0]["append_full_head"] is None
-    assert any("append full head" in warning for warning in outcome.warnings), outcome.warnings
+    assert any("append full head" in warning for warning in outcome.warnings), (
+        outcome.warnings
+    )
     [row] = old_leginondb.buffer_rows()
     assert project(row) == {
         "camera": camera,
@@ -246,8 +272,12 @@ def test_old_schema_refuses_to_set_the_append_flag(old_leginondb, run_module):
 
 def test_old_schema_gets_the_column_only_when_asked(old_leginondb, run_module):
     camera = old_leginondb.data.instrument("GatanK3", "k3-cam-01")
-    existing = old_leginondb.data.buffer_host(camera, BUFFER, BASE, append_full_head=None)
-    asked = register(old_leginondb, append_full_head=True, add_append_full_head_column=True)
+    existing = old_leginondb.data.buffer_host(
+        camera, BUFFER, BASE, append_full_head=None
+    )
+    asked = register(
+        old_leginondb, append_full_head=True, add_append_full_head_column=True
+    )
 
     dry = run_module(asked, check=True)
     assert dry.rc == 0, dry.result
@@ -307,7 +337,9 @@ def test_diff_shows_rows_before_and_after(leginondb, run_module):
     assert diff["after"]["rows"][key]["id"] == row_id
     assert "test-password" not in json.dumps(diff)
 
-    created = run_module(register(leginondb, camera_name=None, camera_host="new-cam"), diff=True)
+    created = run_module(
+        register(leginondb, camera_name=None, camera_host="new-cam"), diff=True
+    )
     assert created.failed  # an unknown host gives no diff, only the error
     leginondb.data.instrument("Falcon4", "new-cam")
     created = run_module(register(leginondb, camera_host="new-cam"), diff=True)
@@ -322,20 +354,28 @@ def test_config_file_login_over_tcp_and_socket(leginondb, run_module, tmp_path):
     socket_file = leginondb.server.write_credentials(
         tmp_path / "socket.cnf", leginondb.name, via_socket=True
     )
-    bare = {"camera_host": "k3-cam-01", "buffer_hostname": BUFFER, "buffer_base_path": BASE}
+    bare = {
+        "camera_host": "k3-cam-01",
+        "buffer_hostname": BUFFER,
+        "buffer_base_path": BASE,
+    }
 
     over_tcp = run_module({**bare, "config_file": str(tcp)})
     assert over_tcp.rc == 0, over_tcp.result
     assert over_tcp.result["changed"] is True
 
-    over_socket = run_module({**bare, "config_file": str(socket_file), "state": "disabled"})
+    over_socket = run_module(
+        {**bare, "config_file": str(socket_file), "state": "disabled"}
+    )
     assert over_socket.rc == 0, over_socket.result
     assert over_socket.result["changed"] is True
     [row] = leginondb.buffer_rows()
     assert row["disabled"] == 1
 
 
-def test_config_file_includes_comments_and_other_groups(leginondb, run_module, tmp_path):
+def test_config_file_includes_comments_and_other_groups(
+    leginondb, run_module, tmp_path
+):
     leginondb.data.instrument("GatanK3", "k3-cam-01")
     secret = tmp_path / "conf.d" / "secret.cnf"
     secret.parent.mkdir()
@@ -363,7 +403,9 @@ def test_config_file_includes_comments_and_other_groups(leginondb, run_module, t
     assert len(leginondb.buffer_rows()) == 1
 
 
-def test_explicit_login_options_override_the_config_file(leginondb, run_module, tmp_path):
+def test_explicit_login_options_override_the_config_file(
+    leginondb, run_module, tmp_path
+):
     leginondb.data.instrument("GatanK3", "k3-cam-01")
     config = tmp_path / "wrong.cnf"
     config.write_text(
@@ -397,7 +439,9 @@ def test_explicit_login_options_override_the_config_file(leginondb, run_module, 
     assert len(leginondb.buffer_rows()) == 1
 
 
-def test_connection_errors_are_explained_without_the_password(leginondb, run_module, tmp_path):
+def test_connection_errors_are_explained_without_the_password(
+    leginondb, run_module, tmp_path
+):
     leginondb.data.instrument("GatanK3", "k3-cam-01")
 
     wrong_password = run_module(register(leginondb, login_password="not it"))
@@ -409,7 +453,9 @@ def test_connection_errors_are_explained_without_the_password(leginondb, run_mod
     assert wrong_db.failed
     assert "leginondb_missing" in wrong_db.result["msg"]
 
-    missing_file = run_module(register(leginondb, config_file=str(tmp_path / "absent.cnf")))
+    missing_file = run_module(
+        register(leginondb, config_file=str(tmp_path / "absent.cnf"))
+    )
     assert missing_file.failed
     assert (
         "absent.cnf" in missing_file.result["msg"]
@@ -445,7 +491,44 @@ def test_a_site_that_never_had_a_buffer_gets_the_tables_as_leginon_would_make_th
             "`REF|BufferHostData|host`, `buffer frame path`) VALUES (1, 1, '/b/x')"
         )
     again = run_module(register(leginondb))
-    assert not again.failed and not again.result["changed"] and again.result["tables_created"] == []
+    assert (
+        not again.failed
+        and not again.result["changed"]
+        and again.result["tables_created"] == []
+    )
+
+
+def test_a_registrar_with_only_the_privileges_it_needs_changes_nothing_the_second_time(
+    leginondb, run_module
+):
+    # The account the role documents: CREATE alone on BufferFramePathData shows the table
+    # in information_schema.TABLES but none of its columns.
+    leginondb.data.instrument("GatanK3", "k3-cam-01")
+    name = leginondb.name
+    root = leginondb.server.root()
+    try:
+        with root.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS `%s`.`BufferFramePathData`" % name)
+            cursor.execute("DROP TABLE IF EXISTS `%s`.`BufferHostData`" % name)
+            cursor.execute(
+                "CREATE USER IF NOT EXISTS 'registrar'@'%' IDENTIFIED BY 'r-pw'"
+            )
+            for grant in (
+                f"GRANT SELECT ON `{name}`.`InstrumentData` TO 'registrar'@'%'",
+                f"GRANT SELECT, INSERT, UPDATE, CREATE ON `{name}`.`BufferHostData` TO 'registrar'@'%'",
+                f"GRANT CREATE ON `{name}`.`BufferFramePathData` TO 'registrar'@'%'",
+            ):
+                cursor.execute(grant)
+    finally:
+        root.close()
+    limited = register(leginondb, login_user="registrar", login_password="r-pw")
+
+    first = run_module(limited)
+    assert not first.failed, first.result
+    assert first.result["tables_created"] == ["BufferHostData", "BufferFramePathData"]
+    second = run_module(limited)
+    assert not second.failed and second.result["changed"] is False, second.result
+    assert second.result["tables_created"] == []
 
 
 def test_a_database_without_leginon_tables_is_named(leginondb, run_module):
@@ -462,7 +545,9 @@ def test_missing_pymysql_fails_with_install_hint(leginondb, run_module, tmp_path
     # A package named pymysql that cannot be imported shadows the real one for the module.
     shadow = tmp_path / "shadow" / "pymysql"
     shadow.mkdir(parents=True)
-    (shadow / "__init__.py").write_text("raise ImportError('PyMySQL hidden by the test')\n")
+    (shadow / "__init__.py").write_text(
+        "raise ImportError('PyMySQL hidden by the test')\n"
+    )
 
     outcome = run_module(register(leginondb), env={"PYTHONPATH": str(shadow.parent)})
 
@@ -509,15 +594,16 @@ def test_role_registers_every_configured_camera(leginondb, tmp_path):
 
     dry = run_playbook(tmp_path, play, check=True)
     assert dry["_rc"] == 0, dry["_stdout"][-3000:]
-    assert registration_task(dry)["changed"] is True, json.dumps(registration_task(dry), indent=1)[
-        :4000
-    ]
+    assert registration_task(dry)["changed"] is True, json.dumps(
+        registration_task(dry), indent=1
+    )[:4000]
     assert leginondb.buffer_rows() == []
 
     converge = run_playbook(tmp_path, play)
     assert converge["_rc"] == 0, converge["_stdout"][-3000:]
     assert sorted(
-        (project(row)["camera"], project(row)["append"]) for row in leginondb.buffer_rows()
+        (project(row)["camera"], project(row)["append"])
+        for row in leginondb.buffer_rows()
     ) == [
         (k3, 1),
         (falcon, 1),
@@ -536,7 +622,9 @@ def test_role_registers_every_configured_camera(leginondb, tmp_path):
         ({"host": " "}, "needs a non-empty `host`"),
     ],
 )
-def test_role_rejects_cameras_without_a_host(leginondb, tmp_path: Path, bad_camera, expected):
+def test_role_rejects_cameras_without_a_host(
+    leginondb, tmp_path: Path, bad_camera, expected
+):
     leginondb.data.instrument("GatanK3", "k3-cam-01")
     play = {
         "hosts": "localhost",
@@ -545,7 +633,10 @@ def test_role_rejects_cameras_without_a_host(leginondb, tmp_path: Path, bad_came
             "embuffer_registration_cameras": [bad_camera],
             "embuffer_registration_delegate_to": "localhost",
             "embuffer_registration_install_pymysql": False,
-            **{f"embuffer_registration_{key}": value for key, value in leginondb.login.items()},
+            **{
+                f"embuffer_registration_{key}": value
+                for key, value in leginondb.login.items()
+            },
         },
         "roles": ["embuffer_registration"],
     }

@@ -87,7 +87,9 @@ def inject(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
         )
     else:  # the re-read of the published copy
         monkeypatch.setattr(
-            transfer, "hash_path", fault(transfer.hash_path, lambda path, *_: "bad_img" in str(path))
+            transfer,
+            "hash_path",
+            fault(transfer.hash_path, lambda path, *_: "bad_img" in str(path)),
         )
 
 
@@ -104,9 +106,7 @@ def test_an_unexpected_exception_never_stops_the_camera_and_the_file_is_held(
     with running_ingest(host) as journal:
         first = acquire(host, registered, "20261126_120000_01", "good_1")
         wait_for(lambda: (folder / "good_1.frames.mrc").exists(), 30, "the first good movie")
-        wait_for(
-            lambda: any(h.held_since for h in holds.failing_files(journal)), 30, "the hold"
-        )
+        wait_for(lambda: any(h.held_since for h in holds.failing_files(journal)), 30, "the hold")
         second = acquire(host, registered, "20261126_120000_02", "good_2")
         wait_for(
             lambda: not (host.camera / "20261126_120000_02.mrc").exists(), 30, "the next movie"

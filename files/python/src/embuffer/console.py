@@ -8,6 +8,7 @@ plain text of status.render is printed instead, so logs and greps keep their lin
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -82,7 +83,8 @@ def camera_table(status: Status, now: float) -> Table:
         table.add_row(
             f"{camera.host}\n[dim]{camera.folder}[/dim]",
             state,
-            f"{camera.last_file or '-'}\n[dim]{ago(camera.last_file_at, now)}[/dim]",
+            # the Leginon name is what a person looks for; the folder is the session's
+            f"{os.path.basename(camera.last_file or '-')}\n[dim]{ago(camera.last_file_at, now)}[/dim]",
             f"{size(camera.bytes_per_second)}/s",
             str(camera.in_flight),
             str(camera.moved),
