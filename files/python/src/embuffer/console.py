@@ -84,7 +84,8 @@ def camera_table(status: Status, now: float) -> Table:
             f"{camera.host}\n[dim]{camera.folder}[/dim]",
             state,
             # the Leginon name is what a person looks for; the folder is the session's
-            f"{os.path.basename(camera.last_file or '-')}\n[dim]{ago(camera.last_file_at, now)}[/dim]",
+            f"{os.path.basename(camera.last_file or '-')}\n"
+            f"[dim]{ago(camera.last_file_at, now)}[/dim]",
             f"{size(camera.bytes_per_second)}/s",
             str(camera.in_flight),
             str(camera.moved),
