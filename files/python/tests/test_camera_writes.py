@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import CAMERA_HOST, BufferHost
 from support.movies import eer_bytes, mrc_bytes, tiff_bytes
-from test_worker_resilience import running_ingest, wait_for
+from test_faults import wait_for
+from test_worker_resilience import running_ingest
 
 from embuffer.cli import main
 
@@ -36,6 +37,35 @@ def write_with_a_pause(path: Path, first: bytes, whole: bytes, pause: float) -> 
     time.sleep(pause)
     with open(path, "r+b") as stream:  # the next pages, and the header/IFD link to them
         stream.write(whole)
+
+
+def camera_writes_after_the_copy(
+    monkeypatch: pytest.MonkeyPatch, source: Path, first: bytes, then: bytes
+) -> None:
+    """The camera writes `then` into `source` once embuffer has verified its copy of
+    `first`, i.e. between the copy and the removal of the camera file; its first version is
+    put in place now, written a minute ago."""
+    from embuffer import transfer
+
+    verify = transfer.Transfer.verify
+
+    def verify_then_write(self: transfer.Transfer, movie_id: int, **kwargs: object) -> float:
+        verified = verify(self, movie_id, **kwargs)  # type: ignore[arg-type]
+        if source.read_bytes() == first:
+            source.write_bytes(then)
+        return verified
+
+    monkeypatch.setattr(transfer.Transfer, "verify", verify_then_write)
+    source.write_bytes(first)
+    a_minute_ago = time.time() - 60
+    os.utime(source, (a_minute_ago, a_minute_ago))
+
+
+def ingest_again(host: BufferHost, source: Path) -> int:
+    """The next `ingest --once`, with the camera file old enough to be taken at once."""
+    a_minute_ago = time.time() - 60
+    os.utime(source, (a_minute_ago, a_minute_ago))
+    return main(["--config", str(host.config_path), "ingest", "--once"])
 
 
 @pytest.mark.parametrize(
@@ -106,60 +136,32 @@ def test_eer_keeps_the_timing_rule_because_its_count_is_not_a_page_count(host, r
 
 
 def test_a_source_appended_after_its_copy_is_copied_again_whole(host, registered, monkeypatch):
-    from embuffer import transfer
-
     host.write_config(settle_seconds=0.5)
     frames = "20261126_140200_01"
     host.leginon.acquisition(registered["session"], registered["camera"], frames, "grown_1")
     source = host.camera / f"{frames}.tif"
     first, whole = tiff_bytes(2, 16, 16, seed=11), tiff_bytes(4, 16, 16, seed=11)
-    verify = transfer.Transfer.verify
-
-    def camera_appends_meanwhile(self, movie_id, **kwargs):  # between copy and removal
-        verified = verify(self, movie_id, **kwargs)
-        if source.read_bytes() == first:
-            source.write_bytes(whole)
-        return verified
-
-    monkeypatch.setattr(transfer.Transfer, "verify", camera_appends_meanwhile)
-    source.write_bytes(first)
-    then = time.time() - 60
-    os.utime(source, (then, then))
+    camera_writes_after_the_copy(monkeypatch, source, first, whole)  # more pages
     assert main(["--config", str(host.config_path), "ingest", "--once"]) == 0
     assert source.read_bytes() == whole, "kept: it changed after the copy"
     # the shorter copy never stays under the final name, nor anywhere under the buffer root
     assert not list(host.buffer.rglob("grown_1*"))
     monkeypatch.undo()
-    os.utime(source, (then, then))
-    assert main(["--config", str(host.config_path), "ingest", "--once"]) == 0
+    assert ingest_again(host, source) == 0
     assert (host.buffer_folder() / "grown_1.frames.tif").read_bytes() == whole
     assert not source.exists()
     assert len(list(host.buffer.rglob("grown_1*"))) == 1
 
 
 def test_a_source_rewritten_with_other_bytes_keeps_both_versions(host, registered, monkeypatch):
-    from embuffer import transfer
-
     frames = "20261126_140300_01"
     host.leginon.acquisition(registered["session"], registered["camera"], frames, "redo_1")
     source = host.camera / f"{frames}.mrc"
     old, new = mrc_bytes(8, 8, 2, seed=12), mrc_bytes(8, 8, 2, seed=13)
-    verify = transfer.Transfer.verify
-
-    def camera_rewrites_meanwhile(self, movie_id, **kwargs):
-        verified = verify(self, movie_id, **kwargs)
-        if source.read_bytes() == old:
-            source.write_bytes(new)
-        return verified
-
-    monkeypatch.setattr(transfer.Transfer, "verify", camera_rewrites_meanwhile)
-    source.write_bytes(old)
-    then = time.time() - 60
-    os.utime(source, (then, then))
+    camera_writes_after_the_copy(monkeypatch, source, old, new)  # another movie, same name
     assert main(["--config", str(host.config_path), "ingest", "--once"]) == 0
     monkeypatch.undo()
-    os.utime(source, (then, then))
-    assert main(["--config", str(host.config_path), "ingest", "--once"]) == 0
+    assert ingest_again(host, source) == 0
     folder = host.buffer_folder()
     assert (folder / "redo_1.frames.mrc").read_bytes() == new
     assert [p.name for p in host.buffer.rglob("redo_1*")] == ["redo_1.frames.mrc"]
@@ -227,33 +229,22 @@ def test_a_camera_file_still_held_open_is_removed_later_never_duplicated(
 def test_a_crash_while_the_earlier_copy_is_set_aside_misfiles_nothing(
     host, registered, monkeypatch
 ):
-    from embuffer import transfer, verifiers
+    from embuffer import verifiers
 
     frames = "20261126_140500_01"
     host.leginon.acquisition(registered["session"], registered["camera"], frames, "crash_1")
     source = host.camera / f"{frames}.mrc"
     old, new = mrc_bytes(8, 8, 2, seed=21), mrc_bytes(8, 8, 2, seed=22)
-    verify = transfer.Transfer.verify
-
-    def camera_rewrites_meanwhile(self, movie_id, **kwargs):
-        verified = verify(self, movie_id, **kwargs)
-        if source.read_bytes() == old:
-            source.write_bytes(new)
-        return verified
 
     def quarantine_full(self, movie_id, reason):
         raise OSError(28, "No space left on device (quarantine)")
 
-    monkeypatch.setattr(transfer.Transfer, "verify", camera_rewrites_meanwhile)
+    camera_writes_after_the_copy(monkeypatch, source, old, new)
     monkeypatch.setattr(verifiers.Verifiers, "quarantine", quarantine_full)
-    source.write_bytes(old)
-    then = time.time() - 60
-    os.utime(source, (then, then))
     main(["--config", str(host.config_path), "ingest", "--once"])
     assert source.read_bytes() == new
     monkeypatch.undo()  # room again; the next start finishes what was left
-    os.utime(source, (then, then))
-    assert main(["--config", str(host.config_path), "ingest", "--once"]) == 0
+    assert ingest_again(host, source) == 0
     folder = host.buffer_folder()
     assert (folder / "crash_1.frames.mrc").read_bytes() == new
     assert [p.name for p in folder.iterdir() if p.name.startswith((".crash", "crash"))] == [

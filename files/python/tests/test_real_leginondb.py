@@ -3,30 +3,17 @@ older sites lack newer columns. Every test here starts from the core tables only
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
-from pathlib import Path
 
 from conftest import CAMERA_HOST, BufferHost, register
 from support.movies import mrc_bytes, tiff_bytes
+from test_ingest import drop, ingest_once
 from test_metrics import Scrape, collect_once
 
 from embuffer import metrics
-from embuffer.cli import main
 from embuffer.config import load_config
 
 OPTIONAL_IMAGE_TABLES = ("DarkImageData", "BrightImageData", "NormImageData")
-
-
-def ingest_once(host: BufferHost) -> int:
-    return main(["--config", str(host.config_path), "ingest", "--once"])
-
-
-def drop(path: Path, data: bytes, age_seconds: float = 60.0) -> None:
-    path.write_bytes(data)
-    then = time.time() - age_seconds
-    os.utime(path, (then, then))
 
 
 def events(host: BufferHost, action: str) -> list[str]:

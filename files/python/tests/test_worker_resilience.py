@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import CAMERA_HOST, BufferHost
 from support.movies import mrc_bytes
+from test_faults import wait_for
 from test_metrics import collect_once
 
 from embuffer import holds, ingest, metrics, transfer
@@ -22,15 +23,6 @@ from embuffer.cli import EXIT_SOFTWARE, main
 from embuffer.config import load_config
 from embuffer.journal import Journal
 from embuffer.status import collect
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextmanager
