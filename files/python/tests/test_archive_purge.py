@@ -442,3 +442,26 @@ def test_a_missing_buffer_file_does_not_hold_back_the_archive(host, registered):
         ).fetchone()[0]
     assert "is missing" in error
     assert skipped == 1, "reported once, not once per pass"
+
+
+def test_a_kill_between_publish_link_and_unlink_leaves_no_partial_on_primary(host, registered):
+    # publish() links the partial to its final name, then unlinks the partial: a kill in
+    # between (found by the power-cut suite) leaves both names for one file on primary.
+    expected = ingest_sessions(host, registered, sessions=1, per_session=1)
+    [rel] = expected
+    final = host.primary / rel
+    final.parent.mkdir(parents=True)
+    final.write_bytes(expected[rel])
+    os.link(final, leftover_partial(final))
+    assert run(host, "archive", "--once") == 0
+    assert final.read_bytes() == expected[rel]
+    assert not leftover_partial(final).exists(), "the leftover partial name goes"
+    with journal(host) as connection:
+        (verified,) = connection.execute("SELECT primary_verified_at FROM movies").fetchone()
+    assert verified is not None
+
+
+def leftover_partial(final: Path) -> Path:
+    from embuffer.verified_copy import partial_path
+
+    return partial_path(final)

@@ -239,9 +239,12 @@ def write_partial(
 ) -> CopyResult:
     """Step 1: copy into the partial name next to `final`, hashing in the same pass; not yet
     durable and not yet published (see finish_partial)."""
-    if os.path.lexists(final):
-        raise DestinationExists(str(final))
     temp = partial_path(final)
+    if os.path.lexists(final):
+        # A kill between publish()'s link and unlink leaves our partial beside the final
+        # name it already has (same file): it goes, the final name stays.
+        _remove_quietly(temp)
+        raise DestinationExists(str(final))
     source_fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         before = os.fstat(source_fd)
@@ -365,10 +368,10 @@ def copy_tree(
     """Copy a folder of frames whole: every member verified-copied into a partial folder,
     which is then renamed into place (a folder rename is atomic and refuses a non-empty
     target; an existing empty target is treated as taken)."""
+    temp = partial_path(final)
+    remove_tree_quietly(temp)  # ours, left by a kill mid-copy: never a published movie
     if os.path.lexists(final):
         raise DestinationExists(str(final))
-    temp = partial_path(final)
-    remove_tree_quietly(temp)
     manifest: list[tuple[str, int, str]] = []
     newest_mtime = 0
     try:
