@@ -171,6 +171,15 @@ def test_a_source_rewritten_with_other_bytes_keeps_both_versions(host, registere
     assert not source.exists()
 
 
+def wait_for_refused_removal(host: BufferHost) -> None:
+    """Until the service has met the camera's refusal to let a file go (its event)."""
+    wait_for(
+        lambda: bool(journal_rows(host, "SELECT 1 FROM events WHERE action = 'source_busy'")),
+        30,
+        "the refused removal",
+    )
+
+
 @pytest.fixture
 def held_open(tmp_path):
     """A camera file the camera software still holds: the kernel refuses to unlink a file
@@ -210,13 +219,7 @@ def test_a_camera_file_still_held_open_is_removed_later_never_duplicated(
         assert refused.value.errno == 16  # EBUSY: the same refusal the service meets
         landed = host.buffer_folder() / "busy_1.frames.mrc"
         with running_ingest(host):
-            wait_for(
-                lambda: bool(
-                    journal_rows(host, "SELECT 1 FROM events WHERE action = 'source_busy'")
-                ),
-                30,
-                "the refused removal",
-            )
+            wait_for_refused_removal(host)
             assert landed.read_bytes() == data
             assert source.exists()
             held_open.release()  # the camera closes it
@@ -269,13 +272,7 @@ def test_an_unmatched_file_still_held_open_ends_in_quarantine(host, registered, 
     with open(source, "rb"):
         held_open(source)
         with running_ingest(host):
-            wait_for(
-                lambda: bool(
-                    journal_rows(host, "SELECT 1 FROM events WHERE action = 'source_busy'")
-                ),
-                30,
-                "the refused removal",
-            )
+            wait_for_refused_removal(host)
             held_open.release()
             wait_for(lambda: not source.exists(), 60, "the removal to be retried")
     [(state, target)] = journal_rows(host, "SELECT state, target FROM movies")
