@@ -18,6 +18,8 @@ if [[ $stage == all || $stage == lint ]]; then
   (cd files/python && ruff check src tests && ruff format --check src && mypy src)
   ruff check --config files/python/pyproject.toml bench
   ruff format --check --config files/python/pyproject.toml bench
+  step "each role's argument specs and defaults name the same variables"
+  python tools/check_role_specs.py
   step "ansible-lint (production profile)"
   ansible-lint --profile production
 fi

@@ -267,10 +267,11 @@ def test_purge_syncs_the_archive_records_before_removing(host, registered, monke
         if os.readlink(f"/proc/self/fd/{fd}") == wal:
             order.append("wal-synced")
 
-    def unlink(path, *args, **kwargs) -> None:
-        if host.buffer in Path(path).parents:
+    def unlink(path, *args, dir_fd=None, **kwargs) -> None:
+        where = Path(path) if dir_fd is None else Path(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+        if host.buffer in where.parents:
             order.append("buffer-copy-removed")
-        real_unlink(path, *args, **kwargs)
+        real_unlink(path, *args, dir_fd=dir_fd, **kwargs)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "unlink", unlink)
@@ -462,6 +463,7 @@ def test_a_kill_between_publish_link_and_unlink_leaves_no_partial_on_primary(hos
 
 
 def leftover_partial(final: Path) -> Path:
-    from embuffer.verified_copy import partial_path
+    """The name a kill leaves: partial copies get a random middle part."""
+    from embuffer.verified_copy import PARTIAL_SUFFIX, partial_prefix
 
-    return partial_path(final)
+    return final.with_name(f"{partial_prefix(final.name)}0123456789abcdef{PARTIAL_SUFFIX}")

@@ -427,13 +427,14 @@ def test_copy_record_reaches_the_device_before_the_camera_copy_goes(host, regist
         if os.readlink(f"/proc/self/fd/{fd}") == wal:
             order.append((threading.current_thread().name, "wal-synced", ""))
 
-    def unlink(path, *args, **kwargs) -> None:
-        if Path(path).parent == host.camera:
+    def unlink(path, *args, dir_fd=None, **kwargs) -> None:
+        where = Path(path) if dir_fd is None else Path(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+        if where.parent == host.camera:
             # what the journal holds (committed) at this moment
-            rows = journal_rows(host, f"source_path = '{path}'")
+            rows = journal_rows(host, f"source_path = '{where}'")
             row = f"{rows[0]['state']}:{bool(rows[0]['hash'])}"
             order.append((threading.current_thread().name, "source-removed", row))
-        real_unlink(path, *args, **kwargs)
+        real_unlink(path, *args, dir_fd=dir_fd, **kwargs)
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "unlink", unlink)

@@ -32,8 +32,20 @@ SESSION_RELATIVE = "alice/26nov26a/rawdata"
 SESSION_UID = SESSION_GID = 5001
 FRAMES_NAME = "20261126_101530_02"
 IMAGE_FILENAME = "26nov26a_00001gr_00002sq_v01_00002ex"
-# CAP_CHOWN (0), CAP_DAC_OVERRIDE (1) and CAP_FOWNER (3), nothing else.
-CAPABILITY_MASK = f"{(1 << 0) | (1 << 1) | (1 << 3):016x}"
+# All that each unit may hold: the copiers hand copies over (CAP_CHOWN) and write into
+# folders of others (CAP_DAC_OVERRIDE), the purge only removes, the exporter only reads.
+CAPABILITIES = {
+    "embuffer-ingest.service": {"cap_chown", "cap_dac_override"},
+    "embuffer-archive.service": {"cap_chown", "cap_dac_override"},
+    "embuffer-purge.service": {"cap_dac_override"},
+    "embuffer-metrics.service": set(),
+}
+CAPABILITY_BITS = {"cap_chown": 0, "cap_dac_override": 1}
+
+
+def capability_mask(unit: str) -> str:
+    """The unit's capabilities as /proc/PID/status shows them."""
+    return f"{sum(1 << CAPABILITY_BITS[name] for name in CAPABILITIES[unit]):016x}"
 
 
 @pytest.mark.parametrize(
@@ -134,9 +146,8 @@ def test_unit_hardening_properties(host, unit):
     assert shown["ProtectKernelTunables"] == "yes"
     assert shown["ProtectKernelModules"] == "yes"
     assert shown["UMask"] == "0002"
-    caps = {"cap_chown", "cap_dac_override", "cap_fowner"}
-    assert set(shown["CapabilityBoundingSet"].split()) == caps
-    assert set(shown["AmbientCapabilities"].split()) == caps
+    assert set(shown["CapabilityBoundingSet"].split()) == CAPABILITIES[unit]
+    assert set(shown["AmbientCapabilities"].split()) == CAPABILITIES[unit]
     assert set(shown["RestrictAddressFamilies"].split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
     assert set(shown["ReadWritePaths"].split()) == {
         BUFFER_ROOT, "/bufferdata/quarantine", "/var/lib/embuffer", CAMERA_FOLDER, PRIMARY_ROOT,
@@ -151,7 +162,7 @@ def test_sandbox_is_in_effect_for_the_running_daemon(host, unit):
         line.split(":", 1) for line in host.file(f"/proc/{pid}/status").content_string.splitlines()
     )
     for field in ("CapBnd", "CapEff", "CapAmb"):
-        assert status[field].strip() == CAPABILITY_MASK, field
+        assert status[field].strip() == capability_mask(unit), field
     assert status["NoNewPrivs"].strip() == "1"
     assert status["Seccomp"].strip() == "2"  # a seccomp filter is installed
     # The daemon's own view of the filesystem: the OS read-only, its folders writable.
@@ -228,6 +239,9 @@ def test_movie_travels_from_camera_to_buffer_and_primary(host, sql):
     buffered = host.file(on_buffer)
     assert buffered.sha256sum == digest
     assert (buffered.uid, buffered.gid) == (SESSION_UID, SESSION_GID)
+    # Handed to the session owner without CAP_FOWNER, the session folder keeps its setgid bit.
+    folder = host.file(f"{BUFFER_ROOT}/{SESSION_RELATIVE}")
+    assert (folder.uid, folder.gid, folder.mode) == (SESSION_UID, SESSION_GID, 0o2775)
     assert wait_for_file(host, on_primary, 60), host.check_output(
         "journalctl --no-pager -n 30 -u embuffer-archive.service"
     )

@@ -14,11 +14,13 @@ import contextlib
 import logging
 import os
 import queue
+import stat
 import threading
 import time
 from pathlib import Path
 
 from embuffer import journal as j
+from embuffer import nofollow
 from embuffer.config import Config
 from embuffer.formats import check_structure
 from embuffer.journal import Journal, Movie
@@ -35,7 +37,6 @@ from embuffer.verified_copy import (
     hash_path,
     is_partial_name,
     make_folders,
-    partial_path,
     remove_tree_quietly,
     write_partial,
 )
@@ -157,16 +158,19 @@ class Archiver:
             )
         }
         adopted = 0
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if d != "references" and not is_partial_name(d)]
-            here = Path(folder)
-            for name in list(dirs):
-                if name.endswith(".frames"):
-                    dirs.remove(name)  # a DE movie folder is one movie
-                    adopted += self._adopt(here / name, root, known, is_dir=True)
-            for name in files:
-                if not is_partial_name(name) and not (here / name).is_symlink():
-                    adopted += self._adopt(here / name, root, known, is_dir=False)
+        with nofollow.folder(root) as root_fd:
+            # descriptor-based walk: a folder swapped for a link meanwhile is not entered
+            for folder, dirs, files, folder_fd in os.fwalk(".", dir_fd=root_fd):
+                dirs[:] = [d for d in dirs if d != "references" and not is_partial_name(d)]
+                here = Path(os.path.normpath(root / folder))
+                for name in list(dirs):
+                    if name.endswith(".frames"):
+                        dirs.remove(name)  # a DE movie folder is one movie
+                        adopted += self._adopt(here / name, root, known, is_dir=True)
+                for name in files:
+                    info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+                    if not is_partial_name(name) and stat.S_ISREG(info.st_mode):
+                        adopted += self._adopt(here / name, root, known, is_dir=False)
         if adopted:
             log.info(
                 "adopted %d file(s) found on the buffer that the journal did not know", adopted
@@ -180,9 +184,9 @@ class Archiver:
         try:
             if not self._settled(path, is_dir=is_dir):
                 return 0  # still being written (by Leginon in an outage, say): next pass
-            info = path.stat(follow_symlinks=False)
+            info = nofollow.lstat(path)
             size, digest = hash_path(path)
-            if path.stat(follow_symlinks=False).st_mtime_ns != info.st_mtime_ns:
+            if nofollow.lstat(path).st_mtime_ns != info.st_mtime_ns:
                 return 0  # written to while it was hashed
         except OSError as error:
             log.error("cannot adopt %s: %s", path, error)
@@ -219,10 +223,10 @@ class Archiver:
         (then it is taken as it is, as the ingest quarantines an abandoned movie whole)."""
         cameras = self.config.cameras
         window = max((c.unstructured_settle_seconds for c in cameras), default=30.0)
-        newest = path.stat(follow_symlinks=False).st_mtime
+        newest = nofollow.lstat(path).st_mtime
         if is_dir:
-            for member in path.rglob("*"):
-                newest = max(newest, member.stat(follow_symlinks=False).st_mtime)
+            for member in nofollow.regular_files(path):
+                newest = max(newest, nofollow.lstat(path / member).st_mtime)
         unchanged = time.time() - newest
         if unchanged >= window and (is_dir or check_structure(path).complete is not False):
             return True
@@ -299,7 +303,7 @@ class Archiver:
         else:
             log.error("archive of %s skipped: %s", movie.dest_path, error)
 
-    def start(self, movie: Movie) -> tuple[Movie, Path] | None:
+    def start(self, movie: Movie) -> tuple[Movie, Path, str] | None:
         """Copy a movie to its partial name on primary; returns what the finisher must publish
         and verify, or None when it was handled completely here (folders, bz2, existing)."""
         if not self.primary.is_dir():
@@ -312,7 +316,7 @@ class Archiver:
         make_folders(target.parent, ownership)
         self._interrupt.clear()
         try:
-            write_partial(
+            result = write_partial(
                 Path(movie.dest_path),
                 target,
                 ownership,
@@ -322,7 +326,7 @@ class Archiver:
         except DestinationExists:
             self.verify_and_record(movie, target)
             return None
-        return movie, target
+        return movie, target, result.partial
 
     def primary_path_for(self, movie: Movie) -> Path:
         path = self.primary / str(movie.rel_path)
@@ -370,7 +374,7 @@ class Archiver:
                 movie.id,
                 primary_path=str(target),
                 primary_hash=digest,
-                primary_size=target.stat().st_size if not target.is_dir() else size,
+                primary_size=size if nofollow.is_folder(target) else nofollow.lstat(target).st_size,
                 primary_verified_at=time.time(),
                 archive_error=None,
             )
@@ -393,14 +397,14 @@ class _Finisher:
 
     def __init__(self, archiver: Archiver) -> None:
         self.archiver = archiver
-        self.queue: queue.Queue[tuple[Movie, Path] | None] = queue.Queue(maxsize=2)
+        self.queue: queue.Queue[tuple[Movie, Path, str] | None] = queue.Queue(maxsize=2)
         self.failed = threading.Event()
         self.conflicts = 0
         self.targets: set[Path] = set()  # submitted and not finished yet
         self.thread = threading.Thread(target=self._run, name="archive-finisher", daemon=True)
         self.thread.start()
 
-    def submit(self, pending: tuple[Movie, Path]) -> None:
+    def submit(self, pending: tuple[Movie, Path, str]) -> None:
         self.targets.add(pending[1])
         self.queue.put(pending)
 
@@ -421,13 +425,13 @@ class _Finisher:
                 self.queue.task_done()
         self.queue.task_done()
 
-    def _finish(self, movie: Movie, target: Path) -> None:
+    def _finish(self, movie: Movie, target: Path, partial: str) -> None:
         if self.failed.is_set():
-            remove_tree_quietly(partial_path(target))
+            remove_tree_quietly(target.with_name(partial))
             return
         try:
             with contextlib.suppress(DestinationExists):
-                finish_partial(target)
+                finish_partial(target, partial)
             self.archiver.verify_and_record(movie, target)
         except ConflictOnPrimary as error:
             self.conflicts += 1

@@ -13,11 +13,12 @@ the timing window on top of these checks.
 from __future__ import annotations
 
 import os
-import stat
 import struct
 from dataclasses import dataclass
 from operator import add
 from typing import Protocol
+
+from embuffer import nofollow
 
 MRC_HEADER_BYTES = 1024
 
@@ -122,14 +123,14 @@ def check_structure(path: str | os.PathLike[str]) -> StructureVerdict:
     if kind is None:
         return StructureVerdict(None, "no structure check for this file type; timing only")
     try:
-        # O_NONBLOCK so that a FIFO with a movie's name cannot hang the poller.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        # never through a link; a FIFO with a movie's name cannot hang the poller
+        fd = nofollow.open_file(path)
+    except nofollow.NotRegularFile:
+        return StructureVerdict(False, "not a regular file")
     except OSError as error:
         return StructureVerdict(False, f"cannot open: {_describe_error(error)}")
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return StructureVerdict(False, "not a regular file")
         source = FileSource(fd, info.st_size)
         if kind == "mrc":
             return check_mrc(source)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embuffer import journal as j
+from embuffer import nofollow
 from embuffer.config import CameraConfig, Config
 from embuffer.dbcreds import read_credentials
 from embuffer.frame_count import FrameCountWait
@@ -271,7 +272,7 @@ class CameraIngest:
         placed = left = 0
         for movie in quarantined(self.journal, self.camera.host):
             location = Path(movie.dest_path or "")
-            if movie.kind == "sidecar" or not os.path.lexists(location):
+            if movie.kind == "sidecar" or not nofollow.lexists(location):
                 continue
             original = Candidate(Path(movie.source_path).name, location, movie.kind == "dir")
             if self.handle(original, time.time(), retry=True):

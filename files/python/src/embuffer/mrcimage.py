@@ -11,7 +11,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from embuffer.verified_copy import Ownership
+from embuffer import nofollow
+from embuffer.verified_copy import Ownership, replace_file
 
 _DTYPES = {0: "i1", 1: "i2", 2: "f4", 6: "u2", 12: "f2"}
 _MODES = {"int8": 0, "int16": 1, "float32": 2, "uint16": 6, "float16": 12}
@@ -20,7 +21,8 @@ _MODES = {"int8": 0, "int16": 1, "float32": 2, "uint16": 6, "float16": 12}
 def read_mrc(path: Path) -> Any:
     import numpy
 
-    raw = path.read_bytes()
+    with os.fdopen(nofollow.open_file(path), "rb") as stream:
+        raw = stream.read()
     if len(raw) < 1024:
         raise ValueError(f"{path} is too short to be an MRC image")
     big = raw[212:214] == b"\x11\x11"
@@ -53,15 +55,4 @@ def write_mrc(path: Path, image: Any, ownership: Ownership) -> None:
     struct.pack_into("<3f", header, 76, float(image.min()), float(image.max()), float(image.mean()))
     header[208:212] = b"MAP "
     header[212:216] = b"\x44\x44\x00\x00"
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as stream:
-        stream.write(header)
-        stream.write(image.tobytes())
-        stream.flush()
-        os.fsync(stream.fileno())
-        os.fchmod(stream.fileno(), ownership.file_mode)
-        if ownership.uid is not None:
-            os.fchown(
-                stream.fileno(), ownership.uid, -1 if ownership.gid is None else ownership.gid
-            )
-    os.replace(temp, path)
+    replace_file(path, bytes(header) + image.tobytes(), ownership)

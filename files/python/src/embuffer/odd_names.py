@@ -18,9 +18,11 @@ from pathlib import Path
 import xxhash
 
 from embuffer import journal as j
+from embuffer import nofollow
 from embuffer.config import Config
 from embuffer.journal import Journal
 from embuffer.verified_copy import (
+    PARTIAL_NAME_EXTRA_BYTES,
     DestinationExists,
     Ownership,
     copy_path,
@@ -30,8 +32,8 @@ from embuffer.verified_copy import (
 
 log = logging.getLogger("embuffer.odd_names")
 
-# NAME_MAX is 255 bytes; the partial name adds a dot and ".embuffer-partial"
-LONGEST_NAME_BYTES = 255 - len(".") - len(".embuffer-partial")
+# NAME_MAX is 255 bytes, and the partial copy's name must fit too
+LONGEST_NAME_BYTES = 255 - PARTIAL_NAME_EXTRA_BYTES
 
 
 def odd_name_problem(name: str) -> str | None:
@@ -92,10 +94,11 @@ def quarantine_odd_name(
         reason=reason,
     )
     journal.make_durable()  # the record of the copy before the camera copy goes
-    after = source.stat(follow_symlinks=False)
-    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
-        raise OSError(f"{printable(source)} changed after its quarantine copy; it is kept")
-    os.unlink(source)
+    with nofollow.folder(source.parent) as folder_fd:
+        after = os.stat(source.name, dir_fd=folder_fd, follow_symlinks=False)
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            raise OSError(f"{printable(source)} changed after its quarantine copy; it is kept")
+        os.unlink(source.name, dir_fd=folder_fd)
     with journal.transaction():
         journal.update_movie(movie_id, state=j.QUARANTINED, source_removed_at=time.time())
         journal.event("quarantined", movie_id=movie_id, camera=camera, nbytes=size, detail=reason)

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embuffer import journal as j
+from embuffer import nofollow
 from embuffer.config import Config
 from embuffer.journal import Journal, Movie
 from embuffer.mirror import hash_compressed
-from embuffer.verified_copy import fsync_dir, hash_path, remove_tree_quietly
+from embuffer.verified_copy import hash_path, tree_members
 
 log = logging.getLogger("embuffer.purge")
 
@@ -118,7 +119,11 @@ class Purger:
             )
             planned_free += int(movie.size or 0)
             if not dry_run:
-                self._remove(movie, why)
+                try:
+                    self._remove(movie, why)
+                except OSError as error:  # a folder swapped for a link meanwhile, say
+                    report.say(f"keep {movie.dest_path}: not removed ({error})", logging.ERROR)
+                    continue
                 report.removed += 1
                 report.removed_bytes += int(movie.size or 0)
         final = self.used_percent() if not dry_run else used - 100.0 * planned_free / total
@@ -146,18 +151,14 @@ class Purger:
         it was archived (size or mtime; with --paranoid its hash too). Such a copy is kept."""
         path = Path(movie.dest_path or "")
         try:
-            info = path.stat(follow_symlinks=False)
+            info = nofollow.lstat(path)
             if stat.S_ISDIR(info.st_mode):
-                size = sum(
-                    member.stat(follow_symlinks=False).st_size
-                    for member in path.rglob("*")
-                    if member.is_file() and not member.is_symlink()
-                )
+                size = sum(nofollow.lstat(path / member).st_size for member in tree_members(path))
             elif stat.S_ISREG(info.st_mode):
                 size = info.st_size
             else:
                 return f"buffer copy {path} is not a regular file or folder"
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None  # already gone: nothing to remove, the journal is brought up to date
         except OSError as error:
             return f"buffer copy not readable ({error})"
@@ -174,15 +175,11 @@ class Purger:
         """Why the primary copy cannot be trusted right now, or None when it can."""
         primary = Path(movie.primary_path or "")
         try:
-            if primary.is_dir():
-                size = sum(
-                    member.stat().st_size
-                    for member in primary.rglob("*")
-                    if member.is_file() and not member.is_symlink()
-                )
+            if nofollow.is_folder(primary):
+                size = sum(nofollow.lstat(primary / m).st_size for m in tree_members(primary))
                 expected = movie.size
             else:
-                size = primary.stat().st_size
+                size = nofollow.lstat(primary).st_size
                 expected = movie.primary_size
         except OSError as error:
             return f"primary copy not reachable ({error})"
@@ -212,14 +209,17 @@ class Purger:
         # The archive service commits without syncing each commit (journal.py): the primary
         # verification read for this movie must be on the device before its buffer copy goes.
         self.journal.make_durable()
-        if path.is_dir() and not path.is_symlink():
-            remove_tree_quietly(path)
-        elif os.path.lexists(path):
-            os.unlink(path)
-        # The removal made durable before the journal says "purged": a power cut would
-        # otherwise bring the copy back as a stranger that the archive adopts again.
-        with contextlib.suppress(FileNotFoundError):
-            fsync_dir(path.parent)
+        # Through the folder's descriptor: a session folder swapped for a link meanwhile
+        # makes this fail, it never removes what the link points to.
+        with (
+            contextlib.suppress(FileNotFoundError, NotADirectoryError),
+            nofollow.folder(path.parent) as folder_fd,
+        ):
+            with contextlib.suppress(FileNotFoundError):
+                nofollow.remove_in(folder_fd, path.name)
+            # The removal made durable before the journal says "purged": a power cut would
+            # otherwise bring the copy back as a stranger the archive adopts again.
+            os.fsync(folder_fd)
         self.journal.update_movie(
             movie.id, state=j.PURGED, purged_at=time.time(), purge_evidence=evidence
         )

@@ -14,14 +14,24 @@ import ast
 import contextlib
 import logging
 import os
+import pwd
+import stat
 from pathlib import Path
 
+from embuffer import nofollow
 from embuffer.journal import Journal
 from embuffer.leginondb import DatabaseUnavailable, LeginonDB
 from embuffer.matching import ImageMatch, load_session
 from embuffer.mrcimage import read_mrc, write_mrc
 from embuffer.names import name_problem
-from embuffer.verified_copy import DestinationExists, Ownership, copy_file, make_folders
+from embuffer.verified_copy import (
+    DestinationExists,
+    Ownership,
+    apply_ownership,
+    copy_file,
+    make_folders,
+    replace_file,
+)
 
 log = logging.getLogger("embuffer.references")
 LIST_NAME = "reference_list.txt"
@@ -104,7 +114,7 @@ class ReferenceWriter:
             scale = (match.nframes or 1) if kind == "dark" else 1
             if match.frame_flip or match.frame_rotate or scale != 1:
                 modified = references / f"{filename}_mod.mrc"
-                if not modified.exists():
+                if not nofollow.lexists(modified):
                     self._write_modified(plain, modified, match, scale, ownership)
                 names[kind] = modified.name
         plan = self._defect_plan(match, references, ownership)
@@ -112,8 +122,14 @@ class ReferenceWriter:
 
     @staticmethod
     def _copy_once(source: Path, dest: Path, ownership: Ownership) -> None:
-        # DestinationExists: written for an earlier movie of this session
-        with contextlib.suppress(DestinationExists):
+        if nofollow.lexists(dest):
+            return  # written for an earlier movie of this session
+        # The copy goes to the session owner, read with the service's rights: only a file
+        # the owner could read anyway, or a row in leginondb would hand over any *.mrc.
+        problem = owner_cannot_read(nofollow.lstat(source), ownership)
+        if problem is not None:
+            raise PermissionError(f"{source}: {problem}; reference not copied")
+        with contextlib.suppress(DestinationExists):  # another writer was quicker
             copy_file(source, dest, ownership)
 
     @staticmethod
@@ -143,13 +159,13 @@ class ReferenceWriter:
             return ""
         name = f"defect_plan{match.plan_id:04d}.txt"
         target = references / name
-        if not target.exists():
+        if not nofollow.lexists(target):
             values = [_sequence(rows[0][key]) for key in ("cols", "rows_", "pixels")]
             text = "".join(
                 f"{label}: {value}\n"
                 for label, value in zip(("bad_cols", "bad_rows", "bad_pixels"), values, strict=True)
             )
-            _write_text(target, text, ownership)
+            replace_file(target, text.encode(), ownership)
         return name
 
     @staticmethod
@@ -171,24 +187,55 @@ class ReferenceWriter:
             )
             + "\n"
         )
-        listing = references / LIST_NAME
-        if listing.exists() and any(
-            entry.split("\t", 1)[0] == match.filename for entry in listing.read_text().splitlines()
-        ):
-            return
-        created = not listing.exists()
-        with open(listing, "a", encoding="utf-8") as stream:
+        _append_line(references / LIST_NAME, match.filename, line, ownership)
+
+
+def _append_line(listing: Path, key: str, line: str, ownership: Ownership) -> None:
+    """Add `line` to the list unless a line for `key` is there; through the folder's
+    descriptor, creating the file with O_EXCL, so a planted link is never written through."""
+    with nofollow.folder(listing.parent) as folder_fd:
+        try:
+            fd = nofollow.open_in(folder_fd, listing.name, os.O_RDWR | os.O_APPEND)
+            created = False
+        except FileNotFoundError:
+            fd = nofollow.open_in(
+                folder_fd, listing.name, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600
+            )
+            created = True
+        with os.fdopen(fd, "r+", encoding="utf-8") as stream:
+            if any(entry.split("\t", 1)[0] == key for entry in stream.read().splitlines()):
+                return
             stream.write(line)
             stream.flush()
-            os.fsync(stream.fileno())
             if created:
-                os.fchmod(stream.fileno(), ownership.file_mode)
-                if ownership.uid is not None:
-                    os.fchown(
-                        stream.fileno(),
-                        ownership.uid,
-                        -1 if ownership.gid is None else ownership.gid,
-                    )
+                apply_ownership(stream.fileno(), ownership, ownership.file_mode)
+            os.fsync(stream.fileno())
+        if created:
+            os.fsync(folder_fd)
+
+
+def owner_cannot_read(info: os.stat_result, ownership: Ownership) -> str | None:
+    """Why the session owner could not read this file themselves (None when they could)."""
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if ownership.uid is None:
+        return None  # the copy stays the service's own
+    if info.st_uid == ownership.uid:
+        allowed = info.st_mode & stat.S_IRUSR
+    elif info.st_gid in _groups_of(ownership.uid, ownership.gid):
+        allowed = info.st_mode & stat.S_IRGRP
+    else:
+        allowed = info.st_mode & stat.S_IROTH
+    return None if allowed else f"not readable by the session owner (uid {ownership.uid})"
+
+
+def _groups_of(uid: int, gid: int | None) -> set[int]:
+    groups = set() if gid is None else {gid}
+    try:
+        account = pwd.getpwuid(uid)
+    except KeyError:
+        return groups  # an account only the camera's NFS export knows: its session group
+    return groups | {account.pw_gid, *os.getgrouplist(account.pw_name, account.pw_gid)}
 
 
 def _sequence(text: object) -> list[object]:
@@ -197,17 +244,3 @@ def _sequence(text: object) -> list[object]:
         return []
     value = ast.literal_eval(str(text))
     return list(value) if isinstance(value, list | tuple) else [value]
-
-
-def _write_text(target: Path, text: str, ownership: Ownership) -> None:
-    temp = target.with_name(f".{target.name}.tmp")
-    with open(temp, "w", encoding="utf-8") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-        os.fchmod(stream.fileno(), ownership.file_mode)
-        if ownership.uid is not None:
-            os.fchown(
-                stream.fileno(), ownership.uid, -1 if ownership.gid is None else ownership.gid
-            )
-    os.replace(temp, target)

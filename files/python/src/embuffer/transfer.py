@@ -15,12 +15,14 @@ import errno
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from embuffer import journal as j
+from embuffer import nofollow
 from embuffer.journal import Journal, Movie
 from embuffer.verified_copy import (
     CopyResult,
@@ -30,11 +32,10 @@ from embuffer.verified_copy import (
     bytes_differing,
     copy_path,
     finish_partial,
-    fsync_dir,
     hash_path,
     hash_tree,
     make_folders,
-    partial_path,
+    remove_partials,
     remove_tree_quietly,
     write_partial,
 )
@@ -97,7 +98,7 @@ class Transfer:
         """Like `copy`, but for a plain file stop after writing the partial copy and return
         a Pending to `finish` (fsync, publish) in another thread, so the next copy can start
         while this one is flushed. Folders are copied whole right away (True)."""
-        if source.is_dir() and not source.is_symlink():
+        if nofollow.is_folder(source):
             return self.copy(movie_id, source, dest, ownership, **fields)
         self._mark_copying(movie_id, dest, fields)
         make_folders(dest.parent, ownership)
@@ -113,7 +114,7 @@ class Transfer:
     def finish(self, pending: Pending) -> bool:
         """Publish a Pending copy; same answer as `copy`."""
         try:
-            finish_partial(pending.dest)
+            finish_partial(pending.dest, pending.result.partial)
         except DestinationExists:
             return self._adopt_existing(pending.movie_id, pending.source, pending.dest)
         except BaseException:
@@ -166,7 +167,7 @@ class Transfer:
         """The final name is taken (a repeat, or our own copy published just before a crash).
         Identical bytes: count it as verified. Different bytes: never overwrite."""
         manifest: list[tuple[str, int, str]] = []
-        if source.is_dir() and not source.is_symlink():
+        if nofollow.is_folder(source):
             # the members' list, so that remove_source removes exactly what was compared
             source_size, source_hash, manifest = hash_tree(source)
         else:
@@ -238,17 +239,8 @@ class Transfer:
             self.journal.make_durable()
             if movie.kind == "dir":
                 _remove_copied_members(source, movie.members)
-            else:
-                current = source.stat(follow_symlinks=False)
-                if current.st_size != movie.size or current.st_mtime_ns != movie.source_mtime_ns:
-                    self._source_rewritten(movie, current.st_size)
-                    return
-                try:
-                    os.unlink(source)
-                except OSError as error:
-                    if error.errno not in BUSY_ERRNOS:
-                        raise
-                    self._source_busy(movie, fields, error)
+            elif not self._remove_camera_file(movie, source, fields):
+                return
             # No fsync of the camera folder: were the unlink lost in a power cut, the movie
             # would reappear on the camera, find its identical copy and simply go again.
         with self.journal.transaction():
@@ -316,15 +308,41 @@ class Transfer:
             )
         log.warning("%s; it is copied again", detail)
 
+    def _remove_camera_file(self, movie: Movie, source: Path, fields: dict[str, object]) -> bool:
+        """Unlink the camera file if it still holds the bytes that were copied (through the
+        folder's descriptor: a link swapped in for a folder redirects nothing). False when
+        it was rewritten meanwhile (handled: the row is not finished)."""
+        with nofollow.folder(source.parent) as folder_fd:
+            current = os.stat(source.name, dir_fd=folder_fd, follow_symlinks=False)
+            if current.st_size != movie.size or current.st_mtime_ns != movie.source_mtime_ns:
+                self._source_rewritten(movie, current.st_size)
+                return False
+            try:
+                os.unlink(source.name, dir_fd=folder_fd)
+            except OSError as error:
+                if error.errno not in BUSY_ERRNOS:
+                    raise
+                self._source_busy(movie, fields, error)
+        return True
+
     def rename_aside(self, earlier: Path, aside: Path) -> None:
         """Rename a published copy to `aside` in its folder, never replacing a file, and make
         the new name durable (its row was made durable before)."""
-        try:
-            os.link(earlier, aside)
-        except FileExistsError:
-            raise DestinationExists(str(aside)) from None
-        os.unlink(earlier)
-        fsync_dir(earlier.parent)
+        if earlier.parent != aside.parent:
+            raise ValueError(f"{aside} is not beside {earlier}")
+        with nofollow.folder(earlier.parent) as folder_fd:
+            try:
+                os.link(
+                    earlier.name,
+                    aside.name,
+                    src_dir_fd=folder_fd,
+                    dst_dir_fd=folder_fd,
+                    follow_symlinks=False,
+                )
+            except FileExistsError:
+                raise DestinationExists(str(aside)) from None
+            os.unlink(earlier.name, dir_fd=folder_fd)
+            os.fsync(folder_fd)
 
     def copy_vanished(self, movie: Movie) -> bool:
         """A row whose published copy is gone (set aside before a crash, removed by hand)
@@ -382,7 +400,7 @@ class Transfer:
         """Bring a row left mid-flight by a crash to a consistent state; returns what was done."""
         if movie.state in (j.SEEN, j.MATCHED, j.COPYING):
             if movie.dest_path:
-                remove_tree_quietly(partial_path(Path(movie.dest_path)))
+                remove_partials(Path(movie.dest_path))
             if movie.state == j.COPYING:
                 self.journal.update_movie(movie.id, state=j.MATCHED)
             if not os.path.lexists(movie.source_path or ""):
@@ -429,11 +447,11 @@ def _remove_copied_members(source: Path, members: list[tuple[str, int, str]]) ->
     for relpath, size, _digest in members:
         member = source / relpath
         try:
-            info = member.stat(follow_symlinks=False)
-        except FileNotFoundError:
+            info = nofollow.lstat(member)
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        if info.st_size == size and not member.is_symlink():
-            os.unlink(member)
+        if info.st_size == size and stat.S_ISREG(info.st_mode):
+            nofollow.remove(member)
     for root, dirs, _files in os.walk(source, topdown=False):
         for name in dirs:
             _rmdir_if_empty(Path(root) / name)
@@ -442,7 +460,7 @@ def _remove_copied_members(source: Path, members: list[tuple[str, int, str]]) ->
 
 def _rmdir_if_empty(folder: Path) -> None:
     try:
-        if not folder.is_symlink():
-            folder.rmdir()
+        with nofollow.folder(folder.parent) as parent_fd:
+            os.rmdir(folder.name, dir_fd=parent_fd)  # refuses a link, and a folder not empty
     except OSError:
         pass

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import queue
 import threading
 import time
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from embuffer import journal as j
+from embuffer import nofollow
 from embuffer.config import Config
 from embuffer.holds import FailureTracker, retry_delay
 from embuffer.journal import Journal, JournalReplaced
@@ -262,6 +262,6 @@ def free_aside_name(earlier: Path) -> Path:
     neither the archive's adoption nor a scan takes it for a movie of its own."""
     for n in itertools.count(1):
         aside = earlier.with_name(f".{earlier.name}.earlier-{n}{PARTIAL_SUFFIX}")
-        if not os.path.lexists(aside):
+        if not nofollow.lexists(aside):
             return aside
     raise AssertionError("unreachable")
