@@ -259,7 +259,7 @@ class Archiver:
                     pending = self.start(movie)
                     if pending is not None:
                         finisher.submit(pending)
-                    sessions.add(Path(movie.dest_path).parent)
+                    sessions.add(movie.dest.parent)
                 except CopyAborted:
                     clean = False
                     break
@@ -317,7 +317,7 @@ class Archiver:
         self._interrupt.clear()
         try:
             result = write_partial(
-                Path(movie.dest_path),
+                movie.dest,
                 target,
                 ownership,
                 stop=_either(self.stop, self._interrupt),
@@ -342,7 +342,7 @@ class Archiver:
         )
 
     def mirror(self, movie: Movie) -> None:
-        source = Path(movie.dest_path)
+        source = movie.dest
         target = self.primary_path_for(movie)
         if not self.primary.is_dir():
             raise FileNotFoundError(f"primary storage {self.primary} is not available")

@@ -274,7 +274,7 @@ class CameraIngest:
             location = Path(movie.dest_path or "")
             if movie.kind == "sidecar" or not nofollow.lexists(location):
                 continue
-            original = Candidate(Path(movie.source_path).name, location, movie.kind == "dir")
+            original = Candidate(movie.source.name, location, movie.kind == "dir")
             if self.handle(original, time.time(), retry=True):
                 self.journal.update_movie(
                     movie.id, state=j.RELEASED, reason=f"{movie.reason}; released by retry"

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -129,22 +129,86 @@ class JournalReplaced(BaseException):  # noqa: N818 - not an Exception: no handl
     journal that is there now)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Movie:
-    """A row of `movies`, as a plain attribute bag."""
+    """A row of `movies`, typed (one field per column; see SCHEMA and ADDED_COLUMNS)."""
 
-    row: dict[str, Any]
+    id: int
+    camera: str
+    state: str
+    first_seen: float
+    kind: str = "file"
+    source_path: str | None = None
+    size: int | None = None
+    source_mtime_ns: int | None = None
+    hash: str | None = None
+    manifest: str | None = None
+    closed_at: float | None = None
+    copy_started_at: float | None = None
+    buffer_visible_at: float | None = None
+    verified_at: float | None = None
+    source_removed_at: float | None = None
+    image_table: str | None = None
+    image_id: int | None = None
+    image_filename: str | None = None
+    session_id: int | None = None
+    session_name: str | None = None
+    norm_id: int | None = None
+    dark_id: int | None = None
+    target: str | None = None
+    dest_path: str | None = None
+    rel_path: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    reason: str | None = None
+    attempts: int = 0
+    primary_path: str | None = None
+    primary_hash: str | None = None
+    primary_size: int | None = None
+    primary_verified_at: float | None = None
+    archive_error: str | None = None
+    purged_at: float | None = None
+    purge_evidence: str | None = None
+    instrument_id: int | None = None
+    frame_path_registered: int | None = None
+    buffer_mtime_ns: int | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.row[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    @classmethod
+    def from_row(cls, row: sqlite3.Row | dict[str, Any]) -> Movie:
+        values = dict(row)
+        unknown = set(values) - _MOVIE_FIELDS
+        if unknown:  # a column added to SCHEMA must be added here too
+            raise KeyError(f"movies columns without a Movie field: {sorted(unknown)}")
+        return cls(**values)
+
+    @property
+    def dest(self) -> Path:
+        """Where the copy lives (buffer or quarantine); only for rows that have one."""
+        return _path_of(self, "dest_path", self.dest_path)
+
+    @property
+    def source(self) -> Path:
+        """The camera file; every row of a camera has one (not the archive's adoptions)."""
+        return _path_of(self, "source_path", self.source_path)
+
+    @property
+    def primary(self) -> Path:
+        """The copy on primary storage; only for archived rows."""
+        return _path_of(self, "primary_path", self.primary_path)
 
     @property
     def members(self) -> list[tuple[str, int, str]]:
-        entries = json.loads(self.row["manifest"] or "[]")
+        entries = json.loads(self.manifest or "[]")
         return [(str(path), int(size), str(digest)) for path, size, digest in entries]
+
+
+_MOVIE_FIELDS = {item.name for item in fields(Movie)}
+
+
+def _path_of(movie: Movie, column: str, value: str | None) -> Path:
+    if not value:
+        raise ValueError(f"movie {movie.id} ({movie.state}) has no {column}")
+    return Path(value)
 
 
 class Journal:
@@ -268,11 +332,11 @@ class Journal:
         row = self.db.execute("SELECT * FROM movies WHERE id = ?", (movie_id,)).fetchone()
         if row is None:
             raise KeyError(f"no movie with id {movie_id}")
-        return Movie(dict(row))
+        return Movie.from_row(row)
 
     def movies(self, where: str = "1", args: tuple[Any, ...] = ()) -> list[Movie]:
         rows = self.db.execute(f"SELECT * FROM movies WHERE {where} ORDER BY id", args)
-        return [Movie(dict(row)) for row in rows]
+        return [Movie.from_row(row) for row in rows]
 
     def active_movie_for_source(self, camera: str, source_path: str) -> Movie | None:
         marks = ", ".join("?" for _ in ACTIVE_INGEST_STATES)
@@ -281,7 +345,7 @@ class Journal:
             "ORDER BY id DESC LIMIT 1",
             (camera, source_path, *ACTIVE_INGEST_STATES),
         ).fetchone()
-        return Movie(dict(row)) if row else None
+        return Movie.from_row(row) if row else None
 
     def movie_by_dest(self, dest_path: str) -> Movie | None:
         row = self.db.execute(
@@ -289,7 +353,7 @@ class Journal:
             "ORDER BY id DESC LIMIT 1",
             (dest_path, QUARANTINED, PURGED),
         ).fetchone()
-        return Movie(dict(row)) if row else None
+        return Movie.from_row(row) if row else None
 
     # ---- events and settings -------------------------------------------------------------
     def event(

@@ -82,7 +82,7 @@ class Purger:
             if not rows:
                 return
             for row in rows:
-                yield Movie(dict(row))
+                yield Movie.from_row(row)
             last_key = float(rows[-1]["verified_at"] or rows[-1]["first_seen"])
             last_id = int(rows[-1]["id"])
 
@@ -195,7 +195,7 @@ class Purger:
         return None
 
     def _remove(self, movie: Movie, why: str) -> None:
-        path = Path(movie.dest_path)
+        path = movie.dest
         evidence = json.dumps(
             {
                 "primary_path": movie.primary_path,

@@ -37,7 +37,7 @@ def quarantine_movie(
 ) -> None:
     """Move a journal row's source into quarantine (verified), recording why."""
     movie = journal.movie(movie_id)
-    source = Path(movie.source_path)
+    source = movie.source
     folder = config.quarantine / movie.camera
     ownership = Ownership(file_mode=config.file_mode, dir_mode=config.dir_mode)
     for dest in _names(folder, source.name):

@@ -65,7 +65,7 @@ def finish_orphan(
 ) -> None:
     """Finish a sidecar or set-aside copy that a crash interrupted."""
     if movie.target == "buffer" and movie.rel_path:
-        source = Path(movie.source_path)
+        source = movie.source
         if _movie_still_there(camera, source):
             # its movie is still on the camera share and takes it along with a row of its own
             journal.update_movie(

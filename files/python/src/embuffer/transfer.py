@@ -197,7 +197,7 @@ class Transfer:
         record=False the caller writes that together with its next step (one journal commit
         fewer: a crash before that commit simply verifies again)."""
         movie = self.journal.movie(movie_id)
-        dest = Path(movie.dest_path)
+        dest = movie.dest
         size, digest = hash_path(dest, drop_cache=True)
         if (size, digest) != (movie.size, movie.hash):
             # Our copy is bad and the source is intact: discard the copy, retry later.
@@ -229,7 +229,7 @@ class Transfer:
         """Remove the camera copy of a verified movie, then record the final state (and the
         verification time and an event, when given) in one transaction."""
         movie = self.journal.movie(movie_id)
-        source = Path(movie.source_path)
+        source = movie.source
         fields: dict[str, object] = {"state": final_state, "source_removed_at": time.time()}
         if verified_at is not None:
             fields["verified_at"] = verified_at
@@ -278,8 +278,8 @@ class Transfer:
         link rewritten), the earlier copy is removed; otherwise it is a movie of its own and
         SourceRewritten tells the caller to move it to quarantine. Either way the row goes
         back to "matched", so the next pass copies the file again, whole."""
-        dest = Path(movie.dest_path)
-        source = Path(movie.source_path)
+        dest = movie.dest
+        source = movie.source
         size = int(movie.size or 0)
         gone = not os.path.lexists(dest)  # moved to quarantine before a crash: nothing left
         appended = gone or (
@@ -371,7 +371,7 @@ class Transfer:
         a published copy sits at the destination (the crash came between publishing and the
         journal write, and someone removed the source meanwhile), keep it: hash it and hand it
         to the archive like any buffer movie, so it reaches primary before any purge."""
-        dest = Path(movie.dest_path) if movie.dest_path else None
+        dest = movie.dest if movie.dest_path else None
         if dest is not None and os.path.lexists(dest):
             size, digest = hash_path(dest, drop_cache=True)
             now = time.time()

@@ -62,7 +62,7 @@ def verify_path(journal: Journal, path: Path) -> VerifyReport:
             if row is None:
                 report.bad("UNKNOWN", file, "not in the journal")
                 continue
-            movie = j.Movie(dict(row))
+            movie = j.Movie.from_row(row)
         try:
             if file.name.endswith(".bz2") and str(file) == movie.primary_path:
                 size, digest = hash_compressed(file)
@@ -88,7 +88,7 @@ def verify_primary_session(config: Config, journal: Journal, session: str) -> Ve
     if not movies:
         report.bad("UNKNOWN", Path(session), "no archived movie of this session in the journal")
     for movie in movies:
-        primary = Path(movie.primary_path)
+        primary = movie.primary
         try:
             if primary.name.endswith(".bz2"):
                 size, digest = hash_compressed(primary)
