@@ -48,3 +48,22 @@ def test_make_durable_after_the_last_connection_closed_syncs_nothing(tmp_path, m
     journal.make_durable()
     assert seen == []
     assert Journal(path).get_setting("probe") == 1
+
+
+def test_a_row_and_the_movie_dataclass_name_the_same_columns(tmp_path):
+    import pytest
+
+    from embuffer import journal_queries as q
+    from embuffer.journal import COPYING, MOVIE_COLUMNS, SEEN
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    columns = {row[1] for row in journal.db.execute("PRAGMA table_info(movies)")}
+    assert columns == MOVIE_COLUMNS, "a journal column without a Movie field, or the reverse"
+    movie_id = journal.insert_movie(camera="cam", state=SEEN, first_seen=1.0)
+    q.mark_copying(journal, movie_id, {"state": COPYING, "dest_path": "/buffer/x"})
+    movie = journal.movie(movie_id)
+    assert (movie.state, movie.dest.name, movie.attempts) == (COPYING, "x", 1)
+    with pytest.raises(KeyError, match="no column 'dest'"):
+        q.mark_copying(journal, movie_id, {"dest": "/buffer/y"})
+    with pytest.raises(ValueError, match="has no primary_path"):
+        _ = movie.primary

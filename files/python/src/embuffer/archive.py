@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from embuffer import journal as j
+from embuffer import journal_queries as q
 from embuffer import nofollow
 from embuffer.config import Config
 from embuffer.formats import check_structure
@@ -45,16 +46,15 @@ log = logging.getLogger("embuffer.archive")
 RECONCILE_SECONDS = 3600.0
 # a file found still being written is looked at again this soon
 UNSETTLED_RECHECK_SECONDS = 60.0
-PAUSE_KEY = "archive_pause"
 
 
 def pause(journal: Journal, reason: str) -> bool:
     """Pause the archive durably; False when it was already paused for this reason."""
-    current = journal.get_setting(PAUSE_KEY)
+    current = journal.get_setting(q.ARCHIVE_PAUSE_KEY)
     if current and current.get("reason") == reason:
         return False  # keep the original start time
     journal.set_setting(
-        PAUSE_KEY,
+        q.ARCHIVE_PAUSE_KEY,
         {
             "reason": reason,
             "since": time.time(),
@@ -67,19 +67,12 @@ def pause(journal: Journal, reason: str) -> bool:
 
 
 def resume(journal: Journal) -> bool:
-    if journal.get_setting(PAUSE_KEY) is None:
+    if journal.get_setting(q.ARCHIVE_PAUSE_KEY) is None:
         return False
-    journal.delete_setting(PAUSE_KEY)
+    journal.delete_setting(q.ARCHIVE_PAUSE_KEY)
     journal.event("archive_resumed")
     log.info("archive resumed")
     return True
-
-
-def backlog(journal: Journal) -> list[Movie]:
-    return journal.movies(
-        "state IN (?, ?) AND target = 'buffer' AND primary_verified_at IS NULL",
-        (j.DONE, j.VERIFIED),
-    )
 
 
 def session_of(rel_path: str) -> str | None:
@@ -131,19 +124,19 @@ class Archiver:
         if self.paused():
             log.warning(
                 "archive is paused (%s); nothing mirrored",
-                self.journal.get_setting(PAUSE_KEY).get("reason"),
+                self.journal.get_setting(q.ARCHIVE_PAUSE_KEY).get("reason"),
             )
             return True
         self.reconcile()
         return self.mirror_backlog()
 
     def paused(self) -> bool:
-        return self.journal.get_setting(PAUSE_KEY) is not None
+        return self.journal.get_setting(q.ARCHIVE_PAUSE_KEY) is not None
 
     def _watch_pause(self) -> None:
         journal = Journal(self.journal.path)  # its own connection for this thread
         while not self.stop.is_set():
-            if journal.get_setting(PAUSE_KEY) is not None:
+            if journal.get_setting(q.ARCHIVE_PAUSE_KEY) is not None:
                 self._interrupt.set()
             self.stop.wait(1.0)
         self._interrupt.set()
@@ -244,7 +237,7 @@ class Archiver:
         sessions: set[Path] = set()
         finisher = _Finisher(self)
         try:
-            for movie in backlog(self.journal):
+            for movie in q.backlog_movies(self.journal):
                 if self.stop.is_set() or self.paused() or finisher.failed.is_set():
                     clean = False
                     break

@@ -231,10 +231,10 @@ def _archive(archiver: Archiver, *, once: bool) -> int:
     if not once:
         archiver.run_forever()
         return 0
-    from embuffer.archive import backlog
+    from embuffer.journal_queries import backlog_movies
     from embuffer.progress import byte_progress
 
-    pending = sum(int(movie.size or 0) for movie in backlog(archiver.journal))
+    pending = sum(int(movie.size or 0) for movie in backlog_movies(archiver.journal))
     with byte_progress("archive", pending) as advance:
         archiver.progress = advance
         return 0 if archiver.run_once() else EXIT_INCOMPLETE
@@ -256,6 +256,7 @@ def cmd_outage(config: Config, args: argparse.Namespace) -> int:
 
     from embuffer import outage
     from embuffer.dbcreds import read_credentials
+    from embuffer.journal_queries import OUTAGE_KEY
     from embuffer.leginondb import LeginonDB
 
     journal = Journal(config.journal)
@@ -265,7 +266,7 @@ def cmd_outage(config: Config, args: argparse.Namespace) -> int:
             return 2
         by = args.by or os.environ.get("SUDO_USER") or getpass.getuser()
         changed = outage.start(journal, args.reason, by, args.location)
-        print(json.dumps({"changed": changed, "outage": journal.get_setting("outage")}))
+        print(json.dumps({"changed": changed, "outage": journal.get_setting(OUTAGE_KEY)}))
         return 0
     if args.action == "end":
         from embuffer.frame_paths import register_outage_sessions

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embuffer import journal as j
+from embuffer import journal_queries as q
 from embuffer import nofollow
 from embuffer.config import CameraConfig, Config
 from embuffer.dbcreds import read_credentials
@@ -371,7 +372,7 @@ class CameraIngest:
     def _not_placed_after_all(self, movie_id: int) -> bool:
         """`quarantine retry` found no place for the file again: the quarantined row stays
         its record, and the row opened for this try goes."""
-        self.journal.write("DELETE FROM movies WHERE id = ? AND state = ?", (movie_id, j.SEEN))
+        q.forget_unplaced_retry(self.journal, movie_id)
         return False
 
     # ---- decisions -----------------------------------------------------------------------

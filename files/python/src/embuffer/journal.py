@@ -176,7 +176,7 @@ class Movie:
     @classmethod
     def from_row(cls, row: sqlite3.Row | dict[str, Any]) -> Movie:
         values = dict(row)
-        unknown = set(values) - _MOVIE_FIELDS
+        unknown = set(values) - MOVIE_COLUMNS
         if unknown:  # a column added to SCHEMA must be added here too
             raise KeyError(f"movies columns without a Movie field: {sorted(unknown)}")
         return cls(**values)
@@ -202,7 +202,7 @@ class Movie:
         return [(str(path), int(size), str(digest)) for path, size, digest in entries]
 
 
-_MOVIE_FIELDS = {item.name for item in fields(Movie)}
+MOVIE_COLUMNS = frozenset(item.name for item in fields(Movie))
 
 
 def _path_of(movie: Movie, column: str, value: str | None) -> Path:

@@ -32,9 +32,9 @@ from prometheus_client.registry import Collector
 
 from embuffer import __version__
 from embuffer import journal as j
+from embuffer import journal_queries as q
 from embuffer.config import Config
 from embuffer.metrics_host import FolderProbe, host_families
-from embuffer.status import FORECAST_WINDOW_SECONDS
 
 # Camera close -> copy start: seconds normally, minutes when ingest lags or waits for Leginon.
 DETECTION_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -364,21 +364,15 @@ class JournalCollector(Collector):
             "Bytes not yet verified on primary",
             labels=["camera"],
         )
-        oldest: float | None = None
-        backlog: dict[str, tuple[int, int]] = {}
-        for camera, count, nbytes, first in db.execute(
-            "SELECT camera, COUNT(*), COALESCE(SUM(size), 0), MIN(verified_at) FROM movies "
-            "WHERE primary_verified_at IS NULL AND state IN (?, ?) AND target = 'buffer' "
-            "GROUP BY camera",
-            (j.DONE, j.VERIFIED),
-        ):
-            backlog[camera] = (int(count), int(nbytes))
-            if first is not None:
-                oldest = float(first) if oldest is None else min(oldest, float(first))
+        backlog = q.archive_backlog_by_camera(db)
+        firsts = [
+            b.oldest_verified_at for b in backlog.values() if b.oldest_verified_at is not None
+        ]
+        oldest = min(firsts, default=None)
         for camera in sorted({*cameras, *backlog}):
-            count, nbytes = backlog.get(camera, (0, 0))
-            backlog_files.add_metric([camera], count)
-            backlog_bytes.add_metric([camera], nbytes)
+            waiting = backlog.get(camera, q.Backlog())
+            backlog_files.add_metric([camera], waiting.files)
+            backlog_bytes.add_metric([camera], waiting.bytes)
         yield backlog_files
         yield backlog_bytes
         yield _gauge(
@@ -411,10 +405,11 @@ class JournalCollector(Collector):
         settings = {
             key: value
             for key, value in db.execute(
-                "SELECT key, value FROM settings WHERE key IN ('archive_pause', 'outage')"
+                "SELECT key, value FROM settings WHERE key IN (?, ?)",
+                (q.ARCHIVE_PAUSE_KEY, q.OUTAGE_KEY),
             )
         }
-        pause = _json(settings.get("archive_pause"))
+        pause = _json(settings.get(q.ARCHIVE_PAUSE_KEY))
         yield _gauge(
             "embuffer_archive_paused",
             "1 while `embuffer archive pause` is in force",
@@ -426,22 +421,17 @@ class JournalCollector(Collector):
                 "When the archive was paused",
                 float(pause.get("since") or 0.0),
             )
-        outage = _json(settings.get("outage"))
+        outage = _json(settings.get(q.OUTAGE_KEY))
         yield _gauge(
             "embuffer_outage_active",
             "1 while a primary-storage outage is declared",
             1.0 if outage and not outage.get("end") else 0.0,
         )
 
-        intake = db.execute(
-            "SELECT COALESCE(SUM(bytes), 0) FROM events "
-            "WHERE action IN ('ingested', 'adopted') AND at >= ?",
-            (now - FORECAST_WINDOW_SECONDS,),
-        ).fetchone()[0]
-        per_hour = float(intake) / (FORECAST_WINDOW_SECONDS / 3600.0)
+        per_hour = q.intake_bytes_per_hour(db, now)
         yield _gauge(
             "embuffer_buffer_intake_bytes_per_hour",
-            f"Mean intake over the last {FORECAST_WINDOW_SECONDS / 3600:.0f} h",
+            f"Mean intake over the last {q.FORECAST_WINDOW_SECONDS / 3600:.0f} h",
             per_hour,
         )
         try:

@@ -13,16 +13,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from embuffer import journal_queries as q
 from embuffer.journal import Journal
 from embuffer.leginondb import LeginonDB
-
-OUTAGE_KEY = "outage"
-HISTORY_KEY = "outage_history"
 
 
 def start(journal: Journal, reason: str, by: str, location: str) -> bool:
     """Record an outage; False when this very outage is already recorded."""
-    current = journal.get_setting(OUTAGE_KEY)
+    current = journal.get_setting(q.OUTAGE_KEY)
     if current and current.get("reason") == reason and current.get("location") == location:
         return False
     record = {
@@ -31,31 +29,31 @@ def start(journal: Journal, reason: str, by: str, location: str) -> bool:
         "by": by,
         "location": location,
     }
-    journal.set_setting(OUTAGE_KEY, record)
+    journal.set_setting(q.OUTAGE_KEY, record)
     journal.event("outage_started", detail=f"{reason} (by {by}; new sessions in {location})")
     return True
 
 
 def end(journal: Journal) -> dict[str, Any] | None:
     """Close the current outage and keep it in the history; None when there is none."""
-    current = journal.get_setting(OUTAGE_KEY)
+    current = journal.get_setting(q.OUTAGE_KEY)
     if not current:
         return None
     current["end"] = time.time()
-    history = journal.get_setting(HISTORY_KEY) or []
+    history = journal.get_setting(q.OUTAGE_HISTORY_KEY) or []
     history.append(current)
     with journal.transaction():
-        journal.set_setting(HISTORY_KEY, history)
-        journal.delete_setting(OUTAGE_KEY)
+        journal.set_setting(q.OUTAGE_HISTORY_KEY, history)
+        journal.delete_setting(q.OUTAGE_KEY)
         journal.event("outage_ended", detail=current.get("reason", ""))
     return dict(current)
 
 
 def last_outage(journal: Journal) -> dict[str, Any] | None:
-    current = journal.get_setting(OUTAGE_KEY)
+    current = journal.get_setting(q.OUTAGE_KEY)
     if current:
         return dict(current)
-    history = journal.get_setting(HISTORY_KEY) or []
+    history = journal.get_setting(q.OUTAGE_HISTORY_KEY) or []
     return dict(history[-1]) if history else None
 
 
@@ -120,11 +118,8 @@ def report(journal: Journal, db: LeginonDB | None) -> OutageReport | None:
     result.movies = [str(row[0]) for row in rows]
     result.movies_ingested = len(rows)
     result.bytes_ingested = sum(int(row[1]) for row in rows)
-    backlog = journal.db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM movies WHERE state IN ('done', 'verified') "
-        "AND target = 'buffer' AND primary_verified_at IS NULL"
-    ).fetchone()
-    result.backlog_files, result.backlog_bytes = int(backlog[0]), int(backlog[1])
+    backlog = q.archive_backlog(journal.db)
+    result.backlog_files, result.backlog_bytes = backlog.files, backlog.bytes
     if db is not None and result.location:
         try:
             sessions = db.rows(

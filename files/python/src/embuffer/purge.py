@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embuffer import journal as j
+from embuffer import journal_queries as q
 from embuffer import nofollow
 from embuffer.config import Config
 from embuffer.journal import Journal, Movie
@@ -129,14 +130,10 @@ class Purger:
         final = self.used_percent() if not dry_run else used - 100.0 * planned_free / total
         if freeing and final > low:
             report.reached_target = False
-            pending = self.journal.db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM movies WHERE state IN (?, ?) "
-                "AND target = 'buffer' AND primary_verified_at IS NULL",
-                (j.DONE, j.VERIFIED),
-            ).fetchone()
+            pending = q.archive_backlog(self.journal.db)
             report.say(
                 f"buffer still {final:.1f} % used, above the low watermark {low:g} %: "
-                f"{pending[0]} movie(s) ({pending[1]} bytes) are not verified on primary yet "
+                f"{pending.files} movie(s) ({pending.bytes} bytes) are not verified on primary yet "
                 "and cannot be purged; primary storage is behind (check `embuffer status`)",
                 logging.ERROR,
             )

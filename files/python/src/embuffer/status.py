@@ -12,12 +12,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from embuffer import journal as j
+from embuffer import journal_queries as q
 from embuffer.config import Config
 from embuffer.holds import failing_files
 from embuffer.journal import Journal
 
 RATE_WINDOW_SECONDS = 600.0
-FORECAST_WINDOW_SECONDS = 6 * 3600.0
 
 
 @dataclass
@@ -138,19 +138,15 @@ def camera_status(journal: Journal, host: str, folder: str, now: float) -> Camer
 
 def archive_status(config: Config, journal: Journal, now: float) -> ArchiveStatus:
     status = ArchiveStatus(primary=str(config.archive.primary) if config.archive.primary else None)
-    pause = journal.get_setting("archive_pause")
+    pause = journal.get_setting(q.ARCHIVE_PAUSE_KEY)
     if pause:
         status.paused = True
         status.paused_reason = pause.get("reason")
         status.paused_since = pause.get("since")
-    row = journal.db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(verified_at) FROM movies "
-        "WHERE state IN (?, ?) AND target = 'buffer' AND primary_verified_at IS NULL",
-        (j.DONE, j.VERIFIED),
-    ).fetchone()
-    status.backlog_files, status.backlog_bytes = int(row[0]), int(row[1])
-    if row[2] is not None:
-        status.oldest_backlog_age_seconds = now - float(row[2])
+    backlog = q.archive_backlog(journal.db)
+    status.backlog_files, status.backlog_bytes = backlog.files, backlog.bytes
+    if backlog.oldest_verified_at is not None:
+        status.oldest_backlog_age_seconds = now - backlog.oldest_verified_at
     status.archived = int(
         _scalar(journal, "SELECT COUNT(*) FROM movies WHERE primary_verified_at IS NOT NULL") or 0
     )
@@ -172,16 +168,10 @@ def buffer_status(config: Config, journal: Journal, now: float) -> BufferStatus:
         return status
     status.total_bytes, status.used_bytes = usage.total, usage.used
     status.used_percent = 100.0 * usage.used / usage.total if usage.total else 0.0
-    intake = _scalar(
-        journal,
-        "SELECT COALESCE(SUM(bytes), 0) FROM events WHERE "
-        "action IN ('ingested', 'adopted') AND at >= ?",
-        (now - FORECAST_WINDOW_SECONDS,),
-    )
-    status.intake_bytes_per_hour = float(intake or 0) / (FORECAST_WINDOW_SECONDS / 3600.0)
+    status.intake_bytes_per_hour = q.intake_bytes_per_hour(journal.db, now)
     if status.intake_bytes_per_hour > 0:
         status.hours_until_full = usage.free / status.intake_bytes_per_hour
-    status.outage = journal.get_setting("outage")
+    status.outage = journal.get_setting(q.OUTAGE_KEY)
     return status
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embuffer import journal as j
+from embuffer import journal_queries as q
 from embuffer import nofollow
 from embuffer.journal import Journal, Movie
 from embuffer.verified_copy import (
@@ -125,11 +126,7 @@ class Transfer:
 
     def _mark_copying(self, movie_id: int, dest: Path, fields: dict[str, object]) -> None:
         fields.update(state=j.COPYING, dest_path=str(dest), copy_started_at=time.time())
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        self.journal.write(
-            f"UPDATE movies SET {assignments}, attempts = attempts + 1 WHERE id = ?",
-            [*fields.values(), movie_id],
-        )
+        q.mark_copying(self.journal, movie_id, fields)
 
     def copy(
         self, movie_id: int, source: Path, dest: Path, ownership: Ownership, **fields: object
