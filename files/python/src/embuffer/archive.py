@@ -144,12 +144,7 @@ class Archiver:
     # ---- reconcile: adopt what the journal does not know ---------------------------------
     def reconcile(self) -> int:
         root = self.config.buffer_root
-        known = {
-            row[0]
-            for row in self.journal.db.execute(
-                "SELECT rel_path FROM movies WHERE rel_path IS NOT NULL AND state != ?", (j.PURGED,)
-            )
-        }
+        known = q.known_rel_paths(self.journal.db)
         adopted = 0
         with nofollow.folder(root) as root_fd:
             # descriptor-based walk: a folder swapped for a link meanwhile is not entered

@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from embuffer import journal_queries as q
 from embuffer.config import Config
 from embuffer.journal import Journal
 from embuffer.status import Status, ago, collect, render, size
@@ -50,12 +51,8 @@ def recent_errors(journal: Journal, limit: int = RECENT_ERRORS) -> list[RecentEr
     """The newest error events (each action read through the events_action_at index)."""
     found: list[RecentError] = []
     for action in ERROR_ACTIONS:
-        for at, camera, detail in journal.db.execute(
-            "SELECT at, COALESCE(camera, ''), COALESCE(detail, '') FROM events "
-            "WHERE action = ? ORDER BY at DESC LIMIT ?",
-            (action, limit),
-        ):
-            found.append(RecentError(float(at), str(camera), action, str(detail)))
+        for at, camera, detail in q.recent_events(journal.db, action, limit):
+            found.append(RecentError(at, camera, action, detail))
     found.sort(key=lambda error: error.at, reverse=True)
     return found[:limit]
 

@@ -1,16 +1,17 @@
 """Read the my.cnf-style credentials file for leginondb.
 
-The same file format the MySQL client and the Ansible role use: a `[client]` section with
-host, port, socket, user, password and database. It holds a password, so it must not be
-readable by group or others; embuffer refuses a file that is.
+The same file format the MySQL client and the Ansible role use (read by `mycnf`): a
+`[client]` section with host, port, socket, user, password and database. It holds a
+password, so it must not be readable by group or others; embuffer refuses a file that is.
 """
 
 from __future__ import annotations
 
-import configparser
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from embuffer.mycnf import OptionFileError, client_options
 
 _KNOWN_KEYS = {"host", "port", "socket", "user", "password", "database", "connect_timeout"}
 
@@ -34,13 +35,6 @@ class Credentials:
         return f"{self.user}@{where}/{self.database}"
 
 
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
-
-
 def read_credentials(path: Path) -> Credentials:
     try:
         mode = path.stat().st_mode
@@ -55,20 +49,14 @@ def read_credentials(path: Path) -> Credentials:
             f"database credentials file {path} has mode {stat.S_IMODE(mode):04o}; it holds a "
             "password, so make it 0600 (chmod 600)"
         )
-    parser = configparser.ConfigParser(interpolation=None, strict=False)
     try:
-        text = path.read_text(encoding="utf-8")
-    except PermissionError:
+        section = client_options(path)
+    except OptionFileError as error:
+        raise CredentialsError(f"database credentials file {path}: {error}") from None
+    if not section:
         raise CredentialsError(
-            f"database credentials file {path} is not readable by this user"
-        ) from None
-    try:
-        parser.read_string(text, source=str(path))
-    except configparser.Error as error:
-        raise CredentialsError(f"database credentials file {path} is malformed: {error}") from None
-    if not parser.has_section("client"):
-        raise CredentialsError(f"database credentials file {path} has no [client] section")
-    section = {key: _unquote(value) for key, value in parser.items("client")}
+            f"database credentials file {path} has no [client] section (or it is empty)"
+        )
     problems = [f"unknown key '{key}'" for key in section if key not in _KNOWN_KEYS]
     for required in ("user", "database"):
         if not section.get(required):

@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from embuffer import journal as j
+from embuffer import journal_queries as q
 from embuffer.journal import Journal
 from embuffer.leginondb import LeginonDB
 from embuffer.matching import newest_buffer_host, record_frame_path, recorded_frame_path
@@ -36,18 +36,9 @@ class Registration:
 
 def pending_sessions(journal: Journal, camera: str | None = None) -> list[tuple[int, int, str]]:
     """(session_id, instrument_id, folder) groups with frames placed during an outage."""
-    sql = (
-        "SELECT DISTINCT session_id, instrument_id, dest_path FROM movies "
-        "WHERE frame_path_registered = ? AND target = 'buffer' AND state != ?"
-    )
-    args: list[object] = [PENDING, j.PURGED]
-    if camera is not None:
-        sql += " AND camera = ?"
-        args.append(camera)
     groups = {
-        (int(session), int(instrument), os.path.dirname(str(dest)))
-        for session, instrument, dest in journal.db.execute(sql, args)
-        if session is not None and instrument is not None and dest
+        (session, instrument, os.path.dirname(dest))
+        for session, instrument, dest in q.frame_path_groups(journal.db, camera)
     }
     return sorted(groups)
 
@@ -76,9 +67,5 @@ def register_outage_sessions(
             result.conflicts.append(detail)
             journal.event("frame_path_conflict", detail=detail)
             log.error("%s", detail)
-        journal.write(
-            "UPDATE movies SET frame_path_registered = ? WHERE frame_path_registered = ? "
-            "AND session_id = ? AND instrument_id = ?",
-            (RECORDED, PENDING, session_id, instrument_id),
-        )
+        q.mark_frame_paths_recorded(journal, session_id, instrument_id)
     return result

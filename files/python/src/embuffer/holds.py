@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from embuffer import journal_queries as q
 from embuffer.journal import Journal
 
 log = logging.getLogger("embuffer.holds")
@@ -43,15 +44,7 @@ def retry_delay(failures: int) -> float:
 
 
 def failing_files(journal: Journal, camera: str | None = None) -> list[HeldFile]:
-    sql = (
-        "SELECT camera, source_path, failures, held_since, last_error, last_failed_at "
-        "FROM held_files"
-    )
-    args: tuple[str, ...] = ()
-    if camera is not None:
-        sql += " WHERE camera = ?"
-        args = (camera,)
-    return [HeldFile(*row) for row in journal.db.execute(sql + " ORDER BY source_path", args)]
+    return [HeldFile(*row) for row in q.held_rows(journal.db, camera)]
 
 
 class FailureTracker:
@@ -82,22 +75,16 @@ class FailureTracker:
             entry = self._due.get(source)
             failures = (entry[0] if entry else 0) + 1
             self._due[source] = (failures, time.monotonic() + retry_delay(failures))
-        now = time.time()
-        held_since = now if failures >= HOLD_AFTER_FAILURES else None
-        with self.journal.transaction() as db:
-            db.execute(
-                "INSERT INTO held_files (camera, source_path, failures, first_failed_at, "
-                "last_failed_at, held_since, last_error) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(camera, source_path) DO UPDATE SET failures = excluded.failures, "
-                "last_failed_at = excluded.last_failed_at, last_error = excluded.last_error, "
-                "held_since = COALESCE(held_files.held_since, excluded.held_since)",
-                (self.camera, source, failures, now, now, held_since, error),
-            )
-            if failures == HOLD_AFTER_FAILURES:
-                db.execute(
-                    "INSERT INTO events (at, camera, action, detail) VALUES (?, ?, 'held', ?)",
-                    (now, self.camera, f"{source}: {error}"),
-                )
+        held_since = time.time() if failures >= HOLD_AFTER_FAILURES else None
+        q.record_failure(
+            self.journal,
+            self.camera,
+            source,
+            failures,
+            held_since,
+            error,
+            now_held=failures == HOLD_AFTER_FAILURES,
+        )
         if failures == HOLD_AFTER_FAILURES:
             log.error(
                 "%s failed %d times; held on the camera share (retried every %.0f min): %s",
@@ -113,10 +100,7 @@ class FailureTracker:
         with self._lock:
             known = self._due.pop(source, None) is not None
         if known:
-            self.journal.write(
-                "DELETE FROM held_files WHERE camera = ? AND source_path = ?",
-                (self.camera, source),
-            )
+            q.forget_failures(self.journal, self.camera, source)
 
     def forget_missing(self, present: set[str]) -> None:
         """Files gone from the camera share (moved by someone, or done) are no longer held."""

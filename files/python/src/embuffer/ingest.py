@@ -501,7 +501,9 @@ class CameraIngest:
             "gid": placed.ownership.gid,
             "instrument_id": placed.instrument_id,
             # 0: placed during an outage, its buffer frame path is recorded later
-            "frame_path_registered": 1 if placed.registered else 0,
+            "frame_path_registered": (
+                q.FRAME_PATH_RECORDED if placed.registered else q.FRAME_PATH_PENDING
+            ),
         }
 
     def _copy_sidecar(self, candidate: Candidate, match: ImageMatch, placed: _Placed) -> None:

@@ -89,3 +89,205 @@ def forget_unplaced_retry(journal: j.Journal, movie_id: int) -> None:
     """Remove the row a quarantine retry opened when it found no place after all (only
     while it is still `seen`: a row that went further is a record that stays)."""
     journal.write("DELETE FROM movies WHERE id = ? AND state = ?", (movie_id, j.SEEN))
+
+
+# ---- events ------------------------------------------------------------------------------
+def latest_event(
+    db: sqlite3.Connection, action: str, camera: str | None = None
+) -> tuple[float, str] | None:
+    """(time, detail) of the newest event of one action (for one camera), through the
+    events_action_at / events_action_camera_at index."""
+    where, args = (
+        ("action = ?", (action,))
+        if camera is None
+        else (
+            "action = ? AND camera = ?",
+            (action, camera),
+        )
+    )
+    row = db.execute(
+        f"SELECT at, COALESCE(detail, '') FROM events WHERE {where} ORDER BY at DESC LIMIT 1",
+        args,
+    ).fetchone()
+    return None if row is None else (float(row[0]), str(row[1]))
+
+
+def recent_events(db: sqlite3.Connection, action: str, limit: int) -> list[tuple[float, str, str]]:
+    """(time, camera, detail) of the newest events of one action, newest first."""
+    return [
+        (float(at), str(camera), str(detail))
+        for at, camera, detail in db.execute(
+            "SELECT at, COALESCE(camera, ''), COALESCE(detail, '') FROM events "
+            "WHERE action = ? ORDER BY at DESC LIMIT ?",
+            (action, limit),
+        )
+    ]
+
+
+def bytes_since(db: sqlite3.Connection, action: str, camera: str, since: float) -> int:
+    (total,) = db.execute(
+        "SELECT COALESCE(SUM(bytes), 0) FROM events WHERE action = ? AND camera = ? AND at >= ?",
+        (action, camera, since),
+    ).fetchone()
+    return int(total)
+
+
+def ingested_between(db: sqlite3.Connection, start: float, end: float) -> list[tuple[str, int]]:
+    """(buffer path, bytes) of every movie ingested in [start, end], in order."""
+    return [
+        (str(dest), int(nbytes))
+        for dest, nbytes in db.execute(
+            "SELECT m.dest_path, COALESCE(e.bytes, 0) FROM events e "
+            "JOIN movies m ON m.id = e.movie_id "
+            "WHERE e.action = 'ingested' AND e.at BETWEEN ? AND ? ORDER BY e.at",
+            (start, end),
+        )
+    ]
+
+
+# ---- movies ------------------------------------------------------------------------------
+def state_counts(db: sqlite3.Connection, camera: str) -> dict[str, int]:
+    return {
+        str(state): int(count)
+        for state, count in db.execute(
+            "SELECT state, COUNT(*) FROM movies WHERE camera = ? GROUP BY state", (camera,)
+        )
+    }
+
+
+def archived_count(db: sqlite3.Connection) -> int:
+    (count,) = db.execute(
+        "SELECT COUNT(*) FROM movies WHERE primary_verified_at IS NOT NULL"
+    ).fetchone()
+    return int(count)
+
+
+def known_rel_paths(db: sqlite3.Connection) -> set[str]:
+    """Buffer paths (relative to the root) the journal holds a live row for."""
+    return {
+        str(rel)
+        for (rel,) in db.execute(
+            "SELECT rel_path FROM movies WHERE rel_path IS NOT NULL AND state != ?", (j.PURGED,)
+        )
+    }
+
+
+def purge_candidates(db: sqlite3.Connection, after: tuple[float, int], batch: int) -> list[j.Movie]:
+    """Buffer copies verified on primary, not in a "keep" session, oldest first from `after`
+    (keyset pagination on the movies_purge index: a huge journal is never loaded)."""
+    return [
+        j.Movie.from_row(row)
+        for row in db.execute(
+            "SELECT * FROM movies WHERE state = ? AND target = 'buffer' "
+            "AND primary_verified_at IS NOT NULL "
+            "AND (COALESCE(verified_at, first_seen), id) > (?, ?) "
+            "AND (session_name IS NULL OR session_name NOT IN "
+            "(SELECT session_name FROM session_flags WHERE keep = 1)) "
+            "ORDER BY COALESCE(verified_at, first_seen), id LIMIT ?",
+            (j.DONE, *after, batch),
+        )
+    ]
+
+
+def quarantined_elsewhere(db: sqlite3.Connection, dest: str, movie_id: int) -> bool:
+    """Another quarantined row already keeps its file under `dest`."""
+    row = db.execute(
+        "SELECT 1 FROM movies WHERE dest_path = ? AND state = ? AND id != ? LIMIT 1",
+        (dest, j.QUARANTINED, movie_id),
+    ).fetchone()
+    return row is not None
+
+
+def previous_references(
+    db: sqlite3.Connection, session_id: int, movie_id: int
+) -> tuple[int | None, int | None] | None:
+    """(norm, dark) of the session's latest other movie that had references."""
+    row = db.execute(
+        "SELECT norm_id, dark_id FROM movies WHERE session_id = ? AND id != ? AND "
+        "(norm_id IS NOT NULL OR dark_id IS NOT NULL) ORDER BY id DESC LIMIT 1",
+        (session_id, movie_id),
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def movie_by_primary_path(db: sqlite3.Connection, path: str) -> j.Movie | None:
+    row = db.execute(
+        "SELECT * FROM movies WHERE primary_path = ? ORDER BY id DESC LIMIT 1", (path,)
+    ).fetchone()
+    return None if row is None else j.Movie.from_row(row)
+
+
+# ---- Appion's buffer frame paths for frames placed during an outage -----------------------
+FRAME_PATH_PENDING = 0  # to record in BufferFramePathData once the camera's row is enabled
+FRAME_PATH_RECORDED = 1
+
+
+def frame_path_groups(db: sqlite3.Connection, camera: str | None) -> set[tuple[int, int, str]]:
+    """(session_id, instrument_id, buffer path of a movie) of rows still to record."""
+    sql = (
+        "SELECT DISTINCT session_id, instrument_id, dest_path FROM movies "
+        "WHERE frame_path_registered = ? AND target = 'buffer' AND state != ?"
+    )
+    args: list[object] = [FRAME_PATH_PENDING, j.PURGED]
+    if camera is not None:
+        sql += " AND camera = ?"
+        args.append(camera)
+    return {
+        (int(session), int(instrument), str(dest))
+        for session, instrument, dest in db.execute(sql, args)
+        if session is not None and instrument is not None and dest
+    }
+
+
+def mark_frame_paths_recorded(journal: j.Journal, session_id: int, instrument_id: int) -> None:
+    journal.write(
+        "UPDATE movies SET frame_path_registered = ? WHERE frame_path_registered = ? "
+        "AND session_id = ? AND instrument_id = ?",
+        (FRAME_PATH_RECORDED, FRAME_PATH_PENDING, session_id, instrument_id),
+    )
+
+
+# ---- camera files that failed repeatedly (held_files) --------------------------------------
+def held_rows(db: sqlite3.Connection, camera: str | None) -> list[tuple[Any, ...]]:
+    """(camera, source_path, failures, held_since, last_error, last_failed_at) by path."""
+    sql = (
+        "SELECT camera, source_path, failures, held_since, last_error, last_failed_at "
+        "FROM held_files"
+    )
+    args: tuple[str, ...] = ()
+    if camera is not None:
+        sql += " WHERE camera = ?"
+        args = (camera,)
+    return [tuple(row) for row in db.execute(sql + " ORDER BY source_path", args)]
+
+
+def record_failure(
+    journal: j.Journal,
+    camera: str,
+    source: str,
+    failures: int,
+    held_since: float | None,
+    error: str,
+    *,
+    now_held: bool,
+) -> None:
+    """One more failure of a camera file; with now_held, the `held` event in the same commit."""
+    now = time.time()
+    with journal.transaction() as db:
+        db.execute(
+            "INSERT INTO held_files (camera, source_path, failures, first_failed_at, "
+            "last_failed_at, held_since, last_error) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(camera, source_path) DO UPDATE SET failures = excluded.failures, "
+            "last_failed_at = excluded.last_failed_at, last_error = excluded.last_error, "
+            "held_since = COALESCE(held_files.held_since, excluded.held_since)",
+            (camera, source, failures, now, now, held_since, error),
+        )
+        if now_held:
+            db.execute(
+                "INSERT INTO events (at, camera, action, detail) VALUES (?, ?, 'held', ?)",
+                (now, camera, f"{source}: {error}"),
+            )
+
+
+def forget_failures(journal: j.Journal, camera: str, source: str) -> None:
+    journal.write("DELETE FROM held_files WHERE camera = ? AND source_path = ?", (camera, source))

@@ -110,14 +110,10 @@ def report(journal: Journal, db: LeginonDB | None) -> OutageReport | None:
         by=outage.get("by"),
         location=outage.get("location"),
     )
-    rows = journal.db.execute(
-        "SELECT m.dest_path, COALESCE(e.bytes, 0) FROM events e JOIN movies m ON m.id = e.movie_id "
-        "WHERE e.action = 'ingested' AND e.at BETWEEN ? AND ? ORDER BY e.at",
-        (outage["start"], finish),
-    ).fetchall()
-    result.movies = [str(row[0]) for row in rows]
+    rows = q.ingested_between(journal.db, outage["start"], finish)
+    result.movies = [dest for dest, _ in rows]
     result.movies_ingested = len(rows)
-    result.bytes_ingested = sum(int(row[1]) for row in rows)
+    result.bytes_ingested = sum(nbytes for _, nbytes in rows)
     backlog = q.archive_backlog(journal.db)
     result.backlog_files, result.backlog_bytes = backlog.files, backlog.bytes
     if db is not None and result.location:

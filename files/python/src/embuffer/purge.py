@@ -68,24 +68,15 @@ class Purger:
 
     def _eligible_sorted(self, batch: int = 2000) -> Iterator[Movie]:
         """Verified-on-primary buffer copies not in a "keep" session, oldest first, read in
-        batches (keyset pagination on the purge index) so a huge journal is never loaded."""
+        batches so a huge journal is never loaded."""
         last_key, last_id = -1.0, -1
         while True:
-            rows = self.journal.db.execute(
-                "SELECT * FROM movies WHERE state = ? AND target = 'buffer' "
-                "AND primary_verified_at IS NOT NULL "
-                "AND (COALESCE(verified_at, first_seen), id) > (?, ?) "
-                "AND (session_name IS NULL OR session_name NOT IN "
-                "(SELECT session_name FROM session_flags WHERE keep = 1)) "
-                "ORDER BY COALESCE(verified_at, first_seen), id LIMIT ?",
-                (j.DONE, last_key, last_id, batch),
-            ).fetchall()
-            if not rows:
+            movies = q.purge_candidates(self.journal.db, (last_key, last_id), batch)
+            if not movies:
                 return
-            for row in rows:
-                yield Movie.from_row(row)
-            last_key = float(rows[-1]["verified_at"] or rows[-1]["first_seen"])
-            last_id = int(rows[-1]["id"])
+            yield from movies
+            last_key = float(movies[-1].verified_at or movies[-1].first_seen)
+            last_id = movies[-1].id
 
     def run(self, *, dry_run: bool = False) -> PurgeReport:
         report = PurgeReport()

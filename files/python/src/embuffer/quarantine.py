@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from embuffer import journal as j
+from embuffer import journal_queries as q
 from embuffer.config import Config
 from embuffer.journal import Journal, Movie
 from embuffer.transfer import Transfer
@@ -70,11 +71,7 @@ def _same_file(dest: Path, source: Path) -> bool:
 
 
 def _kept_for_another(journal: Journal, dest: Path, movie_id: int) -> bool:
-    row = journal.db.execute(
-        "SELECT 1 FROM movies WHERE dest_path = ? AND state = ? AND id != ? LIMIT 1",
-        (str(dest), j.QUARANTINED, movie_id),
-    ).fetchone()
-    return row is not None
+    return q.quarantined_elsewhere(journal.db, str(dest), movie_id)
 
 
 def _other_file_there(dest: Path, source: Path) -> bool:

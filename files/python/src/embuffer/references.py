@@ -18,6 +18,7 @@ import pwd
 import stat
 from pathlib import Path
 
+from embuffer import journal_queries as q
 from embuffer import nofollow
 from embuffer.journal import Journal
 from embuffer.leginondb import DatabaseUnavailable, LeginonDB
@@ -64,12 +65,7 @@ class ReferenceWriter:
         current = (match.norm_id, match.dark_id)
         previous = self._last_by_session.get(match.session_id)
         if previous is None:
-            row = self.journal.db.execute(
-                "SELECT norm_id, dark_id FROM movies WHERE session_id = ? AND id != ? AND "
-                "(norm_id IS NOT NULL OR dark_id IS NOT NULL) ORDER BY id DESC LIMIT 1",
-                (match.session_id, movie_id),
-            ).fetchone()
-            previous = (row[0], row[1]) if row else None
+            previous = q.previous_references(self.journal.db, match.session_id, movie_id)
         if previous is not None and previous != current:
             detail = (
                 f"session {match.session_id}: references changed from norm/dark "

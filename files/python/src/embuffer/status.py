@@ -72,16 +72,9 @@ class Status:
         return asdict(self)
 
 
-def _scalar(journal: Journal, sql: str, args: tuple[Any, ...] = ()) -> Any:
-    row = journal.db.execute(sql, args).fetchone()
-    return row[0] if row else None
-
-
 def camera_status(journal: Journal, host: str, folder: str, now: float) -> CameraStatus:
     status = CameraStatus(host=host, folder=folder)
-    for state, count in journal.db.execute(
-        "SELECT state, COUNT(*) FROM movies WHERE camera = ? GROUP BY state", (host,)
-    ):
+    for state, count in q.state_counts(journal.db, host).items():
         status.seen += count
         if state in j.ACTIVE_INGEST_STATES:
             status.in_flight += count
@@ -89,20 +82,12 @@ def camera_status(journal: Journal, host: str, folder: str, now: float) -> Camer
             status.moved += count
         elif state == j.QUARANTINED:
             status.quarantined += count
-    last = journal.db.execute(
-        "SELECT at, detail FROM events WHERE action = 'ingested' AND camera = ? "
-        "ORDER BY at DESC LIMIT 1",
-        (host,),
-    ).fetchone()
+    last = q.latest_event(journal.db, "ingested", host)
     if last:
         status.last_file_at, status.last_file = last[0], last[1]
     # one indexed lookup per error kind: an IN list would make SQLite scan every event
     errors = [
-        journal.db.execute(
-            "SELECT at, detail FROM events WHERE action = ? AND camera = ? "
-            "ORDER BY at DESC LIMIT 1",
-            (action, host),
-        ).fetchone()
+        q.latest_event(journal.db, action, host)
         for action in (
             "error",
             "db_error",
@@ -116,13 +101,8 @@ def camera_status(journal: Journal, host: str, folder: str, now: float) -> Camer
     latest = max((row for row in errors if row), key=lambda row: row[0], default=None)
     if latest:
         status.last_error_at, status.last_error = latest[0], latest[1]
-    recent = _scalar(
-        journal,
-        "SELECT COALESCE(SUM(bytes), 0) FROM events WHERE "
-        "action = 'ingested' AND camera = ? AND at >= ?",
-        (host, now - RATE_WINDOW_SECONDS),
-    )
-    status.bytes_per_second = float(recent or 0) / RATE_WINDOW_SECONDS
+    recent = q.bytes_since(journal.db, "ingested", host, now - RATE_WINDOW_SECONDS)
+    status.bytes_per_second = recent / RATE_WINDOW_SECONDS
     status.held = [
         {
             "file": held.source_path,
@@ -147,16 +127,11 @@ def archive_status(config: Config, journal: Journal, now: float) -> ArchiveStatu
     status.backlog_files, status.backlog_bytes = backlog.files, backlog.bytes
     if backlog.oldest_verified_at is not None:
         status.oldest_backlog_age_seconds = now - backlog.oldest_verified_at
-    status.archived = int(
-        _scalar(journal, "SELECT COUNT(*) FROM movies WHERE primary_verified_at IS NOT NULL") or 0
-    )
-    status.last_archived_at = _scalar(
-        journal, "SELECT MAX(at) FROM events WHERE action = 'archived'"
-    )
-    error = journal.db.execute(
-        "SELECT detail FROM events WHERE action = 'archive_error' ORDER BY at DESC LIMIT 1"
-    ).fetchone()
-    status.last_error = error[0] if error else None
+    status.archived = q.archived_count(journal.db)
+    archived = q.latest_event(journal.db, "archived")
+    status.last_archived_at = archived[0] if archived else None
+    error = q.latest_event(journal.db, "archive_error")
+    status.last_error = error[1] if error else None
     return status
 
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embuffer import journal as j
+from embuffer import journal_queries as q
 from embuffer.config import Config
 from embuffer.journal import Journal
 from embuffer.mirror import hash_compressed
@@ -56,13 +56,10 @@ def verify_path(journal: Journal, path: Path) -> VerifyReport:
     for file in _movie_files(path.absolute()):
         movie = journal.movie_by_dest(str(file))
         if movie is None:
-            row = journal.db.execute(
-                "SELECT * FROM movies WHERE primary_path = ? ORDER BY id DESC LIMIT 1", (str(file),)
-            ).fetchone()
-            if row is None:
-                report.bad("UNKNOWN", file, "not in the journal")
-                continue
-            movie = j.Movie.from_row(row)
+            movie = q.movie_by_primary_path(journal.db, str(file))
+        if movie is None:
+            report.bad("UNKNOWN", file, "not in the journal")
+            continue
         try:
             if file.name.endswith(".bz2") and str(file) == movie.primary_path:
                 size, digest = hash_compressed(file)
