@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 import yaml
 from conftest import BufferHost, make_host, register
 from support.movies import mrc_bytes
+from test_ingest import drop
 
 SERVICE_UID = 64530  # an account that exists only for this test, as the service's does
 OWNER_UID = OWNER_GID = 1000  # the session owner `register` records (uid + 1000 as root)
@@ -97,11 +97,7 @@ class Site:
         self.host.leginon.acquisition(
             self.ids["session"], self.ids["camera"], frames_name, filename, **acquisition
         )
-        data = mrc_bytes(16, 16, 4, seed=seed)
-        path = self.host.camera / f"{frames_name}.mrc"
-        path.write_bytes(data)
-        os.utime(path, (time.time() - 60, time.time() - 60))
-        return data
+        return drop(self.host.camera / f"{frames_name}.mrc", mrc_bytes(16, 16, 4, seed=seed), 60)
 
     def ingest(self) -> None:
         result = self.as_service("ingest", "--once")

@@ -30,7 +30,7 @@ from embuffer import nofollow
 from embuffer.config import Config
 from embuffer.journal import Journal, Movie
 from embuffer.mirror import hash_compressed
-from embuffer.verified_copy import hash_path, tree_members
+from embuffer.verified_copy import hash_path, tree_size
 
 log = logging.getLogger("embuffer.purge")
 
@@ -141,7 +141,7 @@ class Purger:
         try:
             info = nofollow.lstat(path)
             if stat.S_ISDIR(info.st_mode):
-                size = sum(nofollow.lstat(path / member).st_size for member in tree_members(path))
+                size = tree_size(path)
             elif stat.S_ISREG(info.st_mode):
                 size = info.st_size
             else:
@@ -164,7 +164,7 @@ class Purger:
         primary = Path(movie.primary_path or "")
         try:
             if nofollow.is_folder(primary):
-                size = sum(nofollow.lstat(primary / m).st_size for m in tree_members(primary))
+                size = tree_size(primary)
                 expected = movie.size
             else:
                 size = nofollow.lstat(primary).st_size

@@ -396,6 +396,11 @@ def tree_members(folder: Path) -> list[Path]:
     return nofollow.regular_files(folder)
 
 
+def tree_size(folder: Path) -> int:
+    """Bytes in the regular files below `folder` (what a folder movie's journal size counts)."""
+    return sum(nofollow.lstat(folder / member).st_size for member in tree_members(folder))
+
+
 def manifest_hash(manifest: list[tuple[str, int, str]]) -> str:
     hasher = xxhash.xxh3_128()
     for relpath, size, digest in sorted(manifest):
