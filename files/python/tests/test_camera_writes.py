@@ -45,7 +45,7 @@ def camera_writes_after_the_copy(
     """The camera writes `then` into `source` once embuffer has verified its copy of
     `first`, i.e. between the copy and the removal of the camera file; its first version is
     put in place now, written a minute ago."""
-    from embuffer import transfer
+    from embuffer.safecopy import transfer
 
     verify = transfer.Transfer.verify
 
@@ -232,7 +232,7 @@ def test_a_camera_file_still_held_open_is_removed_later_never_duplicated(
 def test_a_crash_while_the_earlier_copy_is_set_aside_misfiles_nothing(
     host, registered, monkeypatch
 ):
-    from embuffer import verifiers
+    from embuffer.ingest import verifiers
 
     frames = "20261126_140500_01"
     host.leginon.acquisition(registered["session"], registered["camera"], frames, "crash_1")

@@ -17,7 +17,7 @@ from conftest import BufferHost, tmpfs
 from support.movies import mrc_bytes, tiff_bytes
 
 from embuffer.cli import main
-from embuffer.verified_copy import PARTIAL_SUFFIX
+from embuffer.safecopy.copy import PARTIAL_SUFFIX
 
 pytestmark = pytest.mark.fault
 
@@ -317,7 +317,7 @@ def test_published_copy_is_kept_when_the_source_vanished_before_the_journal_caug
     import sqlite3
 
     from embuffer.journal import Journal
-    from embuffer.transfer import Transfer
+    from embuffer.safecopy.transfer import Transfer
 
     data = mrc_bytes(32, 32, 4, seed=9)
     dest = host.buffer_folder() / "lost_1.frames.mrc"
@@ -347,7 +347,7 @@ def test_published_copy_is_kept_when_the_source_vanished_before_the_journal_caug
 def run_status_backlog(host: BufferHost) -> int:
     from embuffer.config import load_config
     from embuffer.journal import Journal
-    from embuffer.status import archive_status
+    from embuffer.report.status import archive_status
 
     config = load_config(host.config_path)
     return archive_status(config, Journal(host.journal), time.time()).backlog_files

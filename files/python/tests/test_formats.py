@@ -20,7 +20,7 @@ from support.movies import (
     write_tiff,
 )
 
-from embuffer.formats import (
+from embuffer.safecopy.formats import (
     ByteSource,
     BytesSource,
     FileSource,

@@ -266,15 +266,15 @@ def test_append_full_head_mode_and_disabled_buffer_host(host):
 def test_references_are_written_next_to_the_frames(host, registered):
     import numpy
 
-    from embuffer.mrcimage import read_mrc
+    from embuffer.leginon.mrcimage import read_mrc
 
     leginon, session = host.leginon, registered["session"]
     camera = registered["camera"]
     ref_camera = leginon.camera_em(session, camera, "ref")
     norm = numpy.arange(12, dtype=numpy.float32).reshape(3, 4)
     dark = numpy.full((3, 4), 40.0, dtype=numpy.float32)
-    from embuffer.mrcimage import write_mrc
-    from embuffer.verified_copy import Ownership
+    from embuffer.leginon.mrcimage import write_mrc
+    from embuffer.safecopy.copy import Ownership
 
     write_mrc(host.image_path() / "norm_1.mrc", norm, Ownership())
     write_mrc(host.image_path() / "dark_1.mrc", dark, Ownership())

@@ -53,8 +53,8 @@ def test_make_durable_after_the_last_connection_closed_syncs_nothing(tmp_path, m
 def test_a_row_and_the_movie_dataclass_name_the_same_columns(tmp_path):
     import pytest
 
-    from embuffer import journal_queries as q
     from embuffer.journal import COPYING, MOVIE_COLUMNS, SEEN
+    from embuffer.journal import queries as q
 
     journal = Journal(tmp_path / "journal.sqlite")
     columns = {row[1] for row in journal.db.execute("PRAGMA table_info(movies)")}

@@ -14,9 +14,10 @@ from support.mariadb_server import TEST_PASSWORD, TEST_USER
 from support.movies import mrc_bytes
 
 from embuffer.cli import main
-from embuffer.dbcreds import read_credentials
-from embuffer.leginondb import LeginonDB as EmbufferDB
-from embuffer.matching import (
+from embuffer.ingest.scan import is_candidate_name
+from embuffer.leginon.credentials import read_credentials
+from embuffer.leginon.db import LeginonDB as EmbufferDB
+from embuffer.leginon.matching import (
     derive_buffer_frame_path,
     destination_name,
     find_image,
@@ -25,7 +26,6 @@ from embuffer.matching import (
     session_buffer_folder,
     session_owner,
 )
-from embuffer.scan import is_candidate_name
 
 
 def db_of(host: BufferHost) -> EmbufferDB:

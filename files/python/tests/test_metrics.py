@@ -28,13 +28,14 @@ from rich.console import Console
 from support.movies import mrc_bytes, tiff_bytes
 from test_faults import start_daemon, wait_for
 
-from embuffer import metrics, metrics_host
 from embuffer.cli import main
 from embuffer.config import load_config
-from embuffer.console import recent_errors, screen, show_status
 from embuffer.journal import Journal, ServiceLock
-from embuffer.metrics_export import check_listen, parse_listen, registry_for
-from embuffer.status import collect
+from embuffer.report.console import recent_errors, screen, show_status
+from embuffer.report.metrics import collector as metrics
+from embuffer.report.metrics import host as metrics_host
+from embuffer.report.metrics.export import check_listen, parse_listen, registry_for
+from embuffer.report.status import collect
 
 REPO = Path(__file__).resolve().parents[3]
 DASHBOARD = REPO / "files" / "grafana" / "embuffer-dashboard.json"

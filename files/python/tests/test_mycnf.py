@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from embuffer.mycnf import client_options
+from embuffer.leginon.mycnf import client_options
 
 MODULE_UTILS = Path(__file__).parents[3] / "ansible" / "module_utils" / "leginondb.py"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from embuffer import nofollow
+from embuffer.safecopy import nofollow
 
 OTHER_UID = 1000  # an account that is neither root nor the test (the session owner)
 

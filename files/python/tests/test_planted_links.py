@@ -153,8 +153,8 @@ def with_references(site: Site, *, norm_mode: int = 0o644) -> dict[str, object]:
     `_mod` variants are written too)."""
     import numpy
 
-    from embuffer.mrcimage import write_mrc
-    from embuffer.verified_copy import Ownership
+    from embuffer.leginon.mrcimage import write_mrc
+    from embuffer.safecopy.copy import Ownership
 
     leginon, session = site.host.leginon, site.ids["session"]
     ref_camera = leginon.camera_em(session, site.ids["camera"], "ref")
@@ -244,7 +244,7 @@ def test_a_session_folder_swapped_for_a_link_takes_no_movie_and_loses_none(site)
 def test_a_link_swapped_in_right_after_a_folder_is_made_is_never_chowned(site, monkeypatch):
     """The race in making a session folder: the owner replaces the new folder with a link
     between the service's mkdir and its chown (simulated at that exact point)."""
-    from embuffer.verified_copy import Ownership, make_folders
+    from embuffer.safecopy.copy import Ownership, make_folders
 
     real_mkdir = os.mkdir
     target = site.host.buffer / "alice"

@@ -10,8 +10,8 @@ from support.movies import mrc_bytes, tiff_bytes
 from test_ingest import drop, ingest_once
 from test_metrics import Scrape, collect_once
 
-from embuffer import metrics
 from embuffer.config import load_config
+from embuffer.report.metrics import collector as metrics
 
 OPTIONAL_IMAGE_TABLES = ("DarkImageData", "BrightImageData", "NormImageData")
 
@@ -60,8 +60,8 @@ def test_unmatched_file_where_optional_image_tables_never_existed_goes_to_quaran
 def test_an_older_site_without_the_newer_columns_takes_the_whole_path(old_host):
     import numpy
 
-    from embuffer.mrcimage import write_mrc
-    from embuffer.verified_copy import Ownership
+    from embuffer.leginon.mrcimage import write_mrc
+    from embuffer.safecopy.copy import Ownership
 
     host = old_host
     ids = register(host)  # the registration role creates the buffer tables, old layout

@@ -18,11 +18,14 @@ from support.movies import mrc_bytes
 from test_faults import wait_for
 from test_metrics import collect_once
 
-from embuffer import holds, ingest, metrics, transfer
 from embuffer.cli import EXIT_SOFTWARE, main
 from embuffer.config import load_config
+from embuffer.ingest import holds
+from embuffer.ingest import worker as ingest
 from embuffer.journal import Journal
-from embuffer.status import collect
+from embuffer.report.metrics import collector as metrics
+from embuffer.report.status import collect
+from embuffer.safecopy import transfer
 
 
 @contextmanager

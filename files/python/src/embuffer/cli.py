@@ -20,8 +20,8 @@ from embuffer.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_confi
 from embuffer.journal import Journal, JournalLocked, JournalReplaced, ServiceLock
 
 if TYPE_CHECKING:  # imported where used: `embuffer status` need not load the copy engine
-    from embuffer.archive import Archiver
-    from embuffer.ingest import CameraIngest
+    from embuffer.archive.worker import Archiver
+    from embuffer.ingest.worker import CameraIngest
 
 log = logging.getLogger("embuffer")
 EXIT_CONFIG = 78  # EX_CONFIG: the configuration is unusable
@@ -55,7 +55,7 @@ def _stop_on_signals() -> threading.Event:
 
 def cmd_config_check(config: Config, _args: argparse.Namespace) -> int:
     from embuffer.config import runtime_warnings
-    from embuffer.registration_check import camera_registration_problems
+    from embuffer.report.registration import camera_registration_problems
 
     warnings = runtime_warnings(config) + camera_registration_problems(config)
     for warning in warnings:
@@ -68,7 +68,7 @@ def cmd_config_check(config: Config, _args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
-    from embuffer.ingest import CameraIngest
+    from embuffer.ingest.worker import CameraIngest
 
     stop = _stop_on_signals()
     with ServiceLock(config.journal, "ingest"):
@@ -81,8 +81,8 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
 
 
 def _ingest_once(workers: list[CameraIngest]) -> int:
-    from embuffer.progress import byte_progress
-    from embuffer.scan import list_candidates
+    from embuffer.ingest.scan import list_candidates
+    from embuffer.report.progress import byte_progress
 
     waiting = 0
     if sys.stderr.isatty():  # the bar's total: what waits on the camera shares
@@ -132,13 +132,13 @@ def _ingest_forever(workers: list[CameraIngest], stop: threading.Event) -> int:
 
 
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
-    from embuffer.console import show_status
+    from embuffer.report.console import show_status
 
     return show_status(config, Journal(config.journal), as_json=args.json, watch=args.watch)
 
 
 def cmd_metrics(config: Config, args: argparse.Namespace) -> int:
-    from embuffer import metrics_export as export
+    from embuffer.report.metrics import export
 
     try:
         if args.action == "serve":
@@ -165,7 +165,7 @@ def cmd_metrics(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(config: Config, args: argparse.Namespace) -> int:
-    from embuffer.verify import verify_path, verify_primary_session
+    from embuffer.archive.rehash import verify_path, verify_primary_session
 
     journal = Journal(config.journal)
     if args.primary:
@@ -181,13 +181,14 @@ def cmd_verify(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
-    from embuffer.quarantine import format_listing, quarantined
+    from embuffer.ingest.quarantine import format_listing
+    from embuffer.journal import queries as q
 
     journal = Journal(config.journal)
     if args.action == "list":
-        print(format_listing(quarantined(journal)))
+        print(format_listing(q.quarantined_movies(journal)))
         return 0
-    from embuffer.ingest import CameraIngest
+    from embuffer.ingest.worker import CameraIngest
 
     # retry copies files like ingest does, so it must not run beside an ingest service
     with ServiceLock(config.journal, "ingest"):
@@ -199,7 +200,7 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_archive(config: Config, args: argparse.Namespace) -> int:
-    from embuffer.archive import Archiver, pause, resume
+    from embuffer.archive.worker import Archiver, pause, resume
 
     journal = Journal(config.journal)
     if args.action == "pause":
@@ -231,8 +232,8 @@ def _archive(archiver: Archiver, *, once: bool) -> int:
     if not once:
         archiver.run_forever()
         return 0
-    from embuffer.journal_queries import backlog_movies
-    from embuffer.progress import byte_progress
+    from embuffer.journal.queries import backlog_movies
+    from embuffer.report.progress import byte_progress
 
     pending = sum(int(movie.size or 0) for movie in backlog_movies(archiver.journal))
     with byte_progress("archive", pending) as advance:
@@ -241,7 +242,7 @@ def _archive(archiver: Archiver, *, once: bool) -> int:
 
 
 def cmd_purge(config: Config, args: argparse.Namespace) -> int:
-    from embuffer.purge import Purger
+    from embuffer.archive.purge import Purger
 
     with ServiceLock(config.journal, "purge"):
         purger = Purger(config, Journal(config.journal), paranoid=args.paranoid)
@@ -254,10 +255,10 @@ def cmd_purge(config: Config, args: argparse.Namespace) -> int:
 def cmd_outage(config: Config, args: argparse.Namespace) -> int:
     import getpass
 
-    from embuffer import outage
-    from embuffer.dbcreds import read_credentials
-    from embuffer.journal_queries import OUTAGE_KEY
-    from embuffer.leginondb import LeginonDB
+    from embuffer.journal.queries import OUTAGE_KEY
+    from embuffer.leginon.credentials import read_credentials
+    from embuffer.leginon.db import LeginonDB
+    from embuffer.report import outage
 
     journal = Journal(config.journal)
     if args.action == "start":
@@ -269,7 +270,7 @@ def cmd_outage(config: Config, args: argparse.Namespace) -> int:
         print(json.dumps({"changed": changed, "outage": journal.get_setting(OUTAGE_KEY)}))
         return 0
     if args.action == "end":
-        from embuffer.frame_paths import register_outage_sessions
+        from embuffer.leginon.frame_paths import register_outage_sessions
 
         ended = outage.end(journal)
         # frames placed while BufferHostData was disabled: record where they are for Appion

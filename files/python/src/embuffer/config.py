@@ -172,7 +172,7 @@ def _check_folder(path: str | None, what: str, problems: list[str], *, writable:
 def _check_credentials(path: str | None, problems: list[str]) -> None:
     if not path:
         return
-    from embuffer.dbcreds import CredentialsError, read_credentials
+    from embuffer.leginon.credentials import CredentialsError, read_credentials
 
     try:
         read_credentials(Path(path))

@@ -1,0 +1,109 @@
+"""Unexpected failures per camera file: back off, retry, and after repeated failures hold.
+
+A file whose handling raises something embuffer did not foresee (a bug, a corrupt header
+that trips a parser, a filesystem answering oddly) must not stop its camera: the worker logs
+it with the file's name, counts it (an `unexpected_error` event), and goes on with the next
+file. The failing file is retried after a growing delay; after HOLD_AFTER_FAILURES failures it
+is *held*: it stays on the camera share, `embuffer status` and the metrics name it (an alert
+rule fires), and it is retried only every HELD_RETRY_SECONDS, so that a fix (a new release,
+a database correction) lets it go without anyone touching it. The record lives in the
+journal's `held_files` table, so a restart neither forgets the hold nor loops on the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from embuffer.journal import Journal, held_files
+
+log = logging.getLogger("embuffer.holds")
+
+HOLD_AFTER_FAILURES = 5
+FIRST_RETRY_SECONDS = 2.0
+HELD_RETRY_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class HeldFile:
+    camera: str
+    source_path: str
+    failures: int
+    held_since: float | None
+    last_error: str
+    last_failed_at: float
+
+
+def retry_delay(failures: int) -> float:
+    if failures >= HOLD_AFTER_FAILURES:
+        return HELD_RETRY_SECONDS
+    return float(FIRST_RETRY_SECONDS * 2 ** max(0, failures - 1))
+
+
+def failing_files(journal: Journal, camera: str | None = None) -> list[HeldFile]:
+    return [HeldFile(*row) for row in held_files.held_rows(journal.db, camera)]
+
+
+class FailureTracker:
+    """The failing files of one camera, kept in the journal."""
+
+    def __init__(self, journal: Journal, camera: str) -> None:
+        self.journal = journal
+        self.camera = camera
+        self._lock = threading.Lock()  # the camera thread and its verifiers share it
+        # source path -> (failures, monotonic time of the next try); a restart retries once
+        self._due: dict[str, tuple[int, float]] = {
+            held.source_path: (held.failures, 0.0) for held in failing_files(journal, camera)
+        }
+
+    def ready(self, source: str) -> bool:
+        with self._lock:
+            entry = self._due.get(source)
+        return entry is None or time.monotonic() >= entry[1]
+
+    def failures(self, source: str) -> int:
+        with self._lock:
+            entry = self._due.get(source)
+        return entry[0] if entry else 0
+
+    def failed(self, source: str, error: str) -> bool:
+        """Count one failure; True when the file is (now) held."""
+        with self._lock:
+            entry = self._due.get(source)
+            failures = (entry[0] if entry else 0) + 1
+            self._due[source] = (failures, time.monotonic() + retry_delay(failures))
+        held_since = time.time() if failures >= HOLD_AFTER_FAILURES else None
+        held_files.record_failure(
+            self.journal,
+            self.camera,
+            source,
+            failures,
+            held_since,
+            error,
+            now_held=failures == HOLD_AFTER_FAILURES,
+        )
+        if failures == HOLD_AFTER_FAILURES:
+            log.error(
+                "%s failed %d times; held on the camera share (retried every %.0f min): %s",
+                source,
+                failures,
+                HELD_RETRY_SECONDS / 60,
+                error,
+            )
+        return failures >= HOLD_AFTER_FAILURES
+
+    def succeeded(self, source: str) -> None:
+        """The file left the camera share's queue: forget its failures."""
+        with self._lock:
+            known = self._due.pop(source, None) is not None
+        if known:
+            held_files.forget_failures(self.journal, self.camera, source)
+
+    def forget_missing(self, present: set[str]) -> None:
+        """Files gone from the camera share (moved by someone, or done) are no longer held."""
+        with self._lock:
+            gone = [source for source in self._due if source not in present]
+        for source in gone:
+            self.succeeded(source)

@@ -1,0 +1,96 @@
+"""Quarantine: files embuffer cannot place are moved aside on the buffer, never deleted.
+
+A quarantined file gets the same verified copy as any movie (so the camera share can be
+freed safely), lands in `<quarantine>/<camera host>/<original name>` (with a numeric suffix
+if that name is taken), and its reason is kept in the journal. `embuffer quarantine list`
+shows them; `embuffer quarantine retry` matches them again (e.g. after a database fix).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from embuffer import journal as j
+from embuffer.config import Config
+from embuffer.journal import Journal, Movie
+from embuffer.journal import queries as q
+from embuffer.safecopy.copy import Ownership
+from embuffer.safecopy.transfer import Transfer
+
+log = logging.getLogger("embuffer.quarantine")
+
+
+def _names(folder: Path, name: str) -> Iterator[Path]:
+    """`name`, `name.1`, `name.2`, ... in turn. Taken names are offered too: the copy adopts
+    one that holds identical bytes (this very file, published before a crash or a power cut
+    took the journal's record of it), so a file is never quarantined twice."""
+    yield folder / name
+    for counter in itertools.count(1):
+        yield folder / f"{name}.{counter}"
+
+
+def quarantine_movie(
+    config: Config, journal: Journal, transfer: Transfer, movie_id: int, reason: str
+) -> None:
+    """Move a journal row's source into quarantine (verified), recording why."""
+    movie = journal.movie(movie_id)
+    source = movie.source
+    folder = config.quarantine / movie.camera
+    ownership = Ownership(file_mode=config.file_mode, dir_mode=config.dir_mode)
+    for dest in _names(folder, source.name):
+        if _same_file(dest, source) or _other_file_there(dest, source):
+            continue  # the source itself, or a file of another size: no copy needed to know
+        if _kept_for_another(journal, dest, movie_id):
+            continue  # identical bytes, but another quarantined file's record: not shared
+        if transfer.copy(
+            movie_id, source, dest, ownership, target="quarantine", reason=reason, rel_path=None
+        ):
+            break
+    if journal.movie(movie_id).state == j.COPIED:
+        transfer.verify(movie_id)
+    transfer.remove_source(movie_id, j.QUARANTINED)
+    movie = journal.movie(movie_id)
+    journal.event(
+        "quarantined", movie_id=movie_id, camera=movie.camera, nbytes=movie.size, detail=reason
+    )
+    log.warning("quarantined %r -> %s: %s", str(source), dest, reason)
+
+
+def _same_file(dest: Path, source: Path) -> bool:
+    """The same file by device and inode, however the two paths are spelled."""
+    try:
+        return os.path.samestat(
+            dest.stat(follow_symlinks=False), source.stat(follow_symlinks=False)
+        )
+    except FileNotFoundError:
+        return False
+
+
+def _kept_for_another(journal: Journal, dest: Path, movie_id: int) -> bool:
+    return q.quarantined_elsewhere(journal.db, str(dest), movie_id)
+
+
+def _other_file_there(dest: Path, source: Path) -> bool:
+    try:
+        there = dest.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if source.is_dir() or dest.is_dir():
+        return source.is_dir() != dest.is_dir()
+    return there.st_size != source.stat(follow_symlinks=False).st_size
+
+
+def format_listing(movies: list[Movie]) -> str:
+    if not movies:
+        return "quarantine is empty"
+    lines = [f"{'id':>6}  {'camera':<16} {'bytes':>12}  file  (reason)"]
+    for movie in movies:
+        lines.append(
+            f"{movie.id:>6}  {movie.camera:<16} {movie.size or 0:>12}  {movie.dest_path!r}"
+            f"  ({movie.reason})"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Recovery at start: finish or undo what a previous run of one camera left mid-flight.
+
+Most rows are repaired by `Transfer.recover` (which only ever finishes a step or undoes a
+partial one) and the next scan of the camera folder offers their file again. Two kinds of
+row have a file that no scan offers again, so they are finished here: a sidecar whose movie
+has already left the camera share, and an earlier copy set aside from the buffer (their rows,
+with where they go, are written before the step that would make them unreachable).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from embuffer import journal as j
+from embuffer.config import CameraConfig, Config
+from embuffer.ingest.quarantine import quarantine_movie
+from embuffer.ingest.verifiers import Verifiers
+from embuffer.journal import Journal, Movie
+from embuffer.journal import queries as q
+from embuffer.safecopy.copy import Ownership
+from embuffer.safecopy.transfer import SourceRewritten, Transfer
+
+log = logging.getLogger("embuffer.recovery")
+
+
+def recover_camera(
+    config: Config, camera: CameraConfig, journal: Journal, transfer: Transfer, verifiers: Verifiers
+) -> None:
+    for movie in q.unfinished_movies(journal, camera.host):
+        try:
+            outcome = transfer.recover(movie)
+            log.info("recover %r: %s (was %s)", movie.source_path, outcome, movie.state)
+            if outcome == "retry" and not_rescanned(config, camera, movie):
+                finish_orphan(config, camera, journal, transfer, verifiers, movie)
+        except SourceRewritten as rewritten:
+            try:
+                verifiers.set_aside_earlier_copy(rewritten)
+            except Exception as error:  # noqa: BLE001 - the camera starts anyway
+                log.error("earlier copy of %r not set aside: %r", movie.source_path, error)
+        except Exception as error:  # noqa: BLE001 - the camera starts anyway; retried later
+            log.error("recover %r failed: %r; will retry", movie.source_path, error)
+
+
+def not_rescanned(config: Config, camera: CameraConfig, movie: Movie) -> bool:
+    """Rows whose file no scan of the camera folder offers again: sidecars (they travel
+    with their movie) and earlier copies set aside from the buffer. Files retried out of
+    quarantine are not among them: `quarantine retry` offers those again."""
+    source = Path(movie.source_path or "")
+    if movie.target not in ("buffer", "quarantine"):
+        return False  # nothing recorded about where it goes: not ours to finish
+    sidecar = movie.kind == "sidecar" and source.parent == camera.path
+    return sidecar or config.buffer_root in source.parents
+
+
+def finish_orphan(
+    config: Config,
+    camera: CameraConfig,
+    journal: Journal,
+    transfer: Transfer,
+    verifiers: Verifiers,
+    movie: Movie,
+) -> None:
+    """Finish a sidecar or set-aside copy that a crash interrupted."""
+    if movie.target == "buffer" and movie.rel_path:
+        source = movie.source
+        if _movie_still_there(camera, source):
+            # its movie is still on the camera share and takes it along with a row of its own
+            journal.update_movie(
+                movie.id, state=j.VANISHED, reason="superseded: copied with its movie"
+            )
+            return
+        dest = config.buffer_root / movie.rel_path
+        ownership = Ownership(movie.uid, movie.gid, config.file_mode, config.dir_mode)
+        if not transfer.copy(movie.id, source, dest, ownership):
+            reason = f"a different file already exists at {dest}"
+            quarantine_movie(config, journal, transfer, movie.id, reason)
+            return
+        verifiers.submit(movie.id)
+        return
+    reason = movie.reason or "set aside; its move was interrupted by a crash"
+    quarantine_movie(config, journal, transfer, movie.id, reason)
+
+
+def _movie_still_there(camera: CameraConfig, sidecar: Path) -> bool:
+    stem = sidecar.name.rsplit(".", 1)[0]
+    return any(
+        path != sidecar and path.name.startswith(stem + ".") for path in camera.path.iterdir()
+    )

@@ -1,0 +1,45 @@
+"""The journal: embuffer's crash-safe record of every movie (see store.py for durability).
+
+The package owns every SQL statement on the journal's tables: `store` the connection, rows
+and settings, `queries` the questions and updates several parts of embuffer share, `schema`
+the tables, `movie` the typed row and its states, `lock` one process per service.
+"""
+
+from embuffer.journal.lock import JournalLocked, ServiceLock
+from embuffer.journal.movie import (
+    ACTIVE_INGEST_STATES,
+    COPIED,
+    COPYING,
+    DONE,
+    MATCHED,
+    MOVIE_COLUMNS,
+    PURGED,
+    QUARANTINED,
+    RELEASED,
+    SEEN,
+    VANISHED,
+    VERIFIED,
+    Movie,
+)
+from embuffer.journal.store import Journal, JournalReplaced, open_read_only
+
+__all__ = [
+    "ACTIVE_INGEST_STATES",
+    "COPIED",
+    "COPYING",
+    "DONE",
+    "MATCHED",
+    "MOVIE_COLUMNS",
+    "PURGED",
+    "QUARANTINED",
+    "RELEASED",
+    "SEEN",
+    "VANISHED",
+    "VERIFIED",
+    "open_read_only",
+    "Journal",
+    "JournalLocked",
+    "JournalReplaced",
+    "Movie",
+    "ServiceLock",
+]

@@ -1,0 +1,88 @@
+"""The journal's tables, and the columns that older journals get when they are opened."""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS movies (
+  id INTEGER PRIMARY KEY,
+  camera TEXT NOT NULL,              -- InstrumentData.hostname; 'adopted' for archive adoptions
+  source_path TEXT,                  -- path on the camera share
+  kind TEXT NOT NULL DEFAULT 'file', -- 'file' or 'dir' (DE .frames folders)
+  state TEXT NOT NULL,
+  size INTEGER,                      -- bytes (sum of members for a folder)
+  source_mtime_ns INTEGER,
+  hash TEXT,                         -- xxh3-128 hex; for folders, over the manifest
+  manifest TEXT,                     -- JSON [[relpath, size, hash], ...] for folders
+  first_seen REAL NOT NULL,
+  closed_at REAL,                    -- the camera's last write (source mtime)
+  copy_started_at REAL,
+  buffer_visible_at REAL,
+  verified_at REAL,
+  source_removed_at REAL,
+  image_table TEXT, image_id INTEGER, image_filename TEXT,
+  session_id INTEGER, session_name TEXT,
+  norm_id INTEGER, dark_id INTEGER,
+  target TEXT,                       -- 'buffer' or 'quarantine': where dest_path lives
+  dest_path TEXT,                    -- final path on the buffer (or in quarantine)
+  rel_path TEXT,                     -- dest_path relative to the buffer root
+  uid INTEGER, gid INTEGER,
+  reason TEXT,                       -- why quarantined / last error
+  attempts INTEGER NOT NULL DEFAULT 0,
+  primary_path TEXT, primary_hash TEXT, primary_size INTEGER, primary_verified_at REAL,
+  archive_error TEXT,
+  purged_at REAL, purge_evidence TEXT
+);
+CREATE TABLE IF NOT EXISTS held_files (  -- camera files that failed repeatedly: kept, retried
+  camera TEXT NOT NULL,
+  source_path TEXT NOT NULL,
+  failures INTEGER NOT NULL,
+  first_failed_at REAL NOT NULL,
+  last_failed_at REAL NOT NULL,
+  held_since REAL,                   -- NULL until the failures reach the hold limit
+  last_error TEXT NOT NULL,
+  PRIMARY KEY (camera, source_path)
+);
+CREATE INDEX IF NOT EXISTS movies_active ON movies(camera, source_path, state);
+CREATE INDEX IF NOT EXISTS movies_state ON movies(state);
+CREATE INDEX IF NOT EXISTS movies_camera_state ON movies(camera, state);
+CREATE INDEX IF NOT EXISTS movies_rel ON movies(rel_path);
+CREATE INDEX IF NOT EXISTS movies_archive ON movies(primary_verified_at, state);
+CREATE INDEX IF NOT EXISTS movies_purge ON movies(state, COALESCE(verified_at, first_seen), id);
+CREATE INDEX IF NOT EXISTS movies_dest ON movies(dest_path);
+CREATE INDEX IF NOT EXISTS movies_session ON movies(session_name);
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY,
+  at REAL NOT NULL,
+  movie_id INTEGER,
+  camera TEXT,
+  action TEXT NOT NULL,
+  bytes INTEGER,
+  detail TEXT
+);
+CREATE INDEX IF NOT EXISTS events_action_at ON events(action, at);
+CREATE INDEX IF NOT EXISTS events_action_camera_at ON events(action, camera, at);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS session_flags (session_name TEXT PRIMARY KEY, keep INTEGER NOT NULL);
+"""
+
+
+# Columns added after the first release, with their types: older journals get them on open.
+ADDED_COLUMNS = (
+    ("instrument_id", "INTEGER"),  # InstrumentData row of the camera (outage registration)
+    ("frame_path_registered", "INTEGER"),  # 0: buffer frame path to record for Appion; 1: done
+    ("buffer_mtime_ns", "INTEGER"),  # the buffer copy's mtime when verified (purge re-checks)
+)
+
+
+def add_missing_columns(connection: sqlite3.Connection) -> None:
+    present = {str(row[1]) for row in connection.execute("PRAGMA table_info(movies)")}
+    for name, kind in ADDED_COLUMNS:
+        if name not in present:
+            try:
+                connection.execute(f"ALTER TABLE movies ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as error:
+                # two processes opening an old journal at once: the other one added it
+                if "duplicate column" not in str(error):
+                    raise
