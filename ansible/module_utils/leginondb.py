@@ -6,7 +6,7 @@
 The modules accept the same ``login_*`` options as community.mysql, read the ``[client]``
 section of a my.cnf-style file, and connect with PyMySQL. PyMySQL is imported only when a
 connection is needed, so argument validation (and ``ansible-doc``) works on hosts without it.
-The my.cnf rules are embuffer's (``embuffer/mycnf.py``, which this file cannot import on a
+The my.cnf rules are embuffer's (``embuffer/leginon/mycnf.py``, which this file cannot import on a
 host without the package); ``files/python/tests/test_mycnf.py`` holds the two to the same file.
 """
 

@@ -16,6 +16,7 @@ from typing import Any
 from embuffer.journal import Journal, events
 from embuffer.journal import queries as q
 from embuffer.leginon.db import LeginonDB
+from embuffer.leginon.lookups import sessions_created_in
 
 
 def start(journal: Journal, reason: str, by: str, location: str) -> bool:
@@ -118,16 +119,7 @@ def report(journal: Journal, db: LeginonDB | None) -> OutageReport | None:
     result.backlog_files, result.backlog_bytes = backlog.files, backlog.bytes
     if db is not None and result.location:
         try:
-            sessions = db.rows(
-                "SELECT `name`, `image path` AS image_path, `DEF_timestamp` AS created "
-                "FROM `SessionData` WHERE `DEF_timestamp` BETWEEN FROM_UNIXTIME(%s) AND "
-                "FROM_UNIXTIME(%s) AND `image path` LIKE %s ORDER BY `DEF_id`",
-                (
-                    int(outage["start"]) - 1,
-                    int(finish) + 1,
-                    result.location.rstrip("/").replace("%", r"\%").replace("_", r"\_") + "/%",
-                ),
-            )
+            sessions = sessions_created_in(db, outage["start"], finish, result.location)
             result.sessions_in_outage_location = [
                 {
                     "name": str(row["name"]),

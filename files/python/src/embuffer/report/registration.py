@@ -13,6 +13,7 @@ from __future__ import annotations
 from embuffer.config import Config
 from embuffer.leginon.credentials import read_credentials
 from embuffer.leginon.db import LeginonDB
+from embuffer.leginon.lookups import instruments_on_host
 from embuffer.leginon.matching import newest_buffer_host
 
 
@@ -24,10 +25,7 @@ def camera_registration_problems(config: Config) -> list[str]:
     problems: list[str] = []
     try:
         for camera in config.cameras:
-            instruments = db.rows(
-                "SELECT `DEF_id` AS id, `name` FROM `InstrumentData` WHERE `hostname` = %s",
-                (camera.host,),
-            )
+            instruments = instruments_on_host(db, camera.host)
             if not instruments:
                 problems.append(
                     f"[camera '{camera.host}'] no InstrumentData row has hostname "

@@ -1,0 +1,1 @@
+"""The Prometheus exporter: journal counters and gauges, host probes, HTTP/textfile."""
