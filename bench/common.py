@@ -18,8 +18,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "files" / "python" / "tests"))
 
-from support.leginon_data import LeginonDB
-from support.mariadb_server import (
+from support.leginon_data import LeginonDB  # noqa: E402
+from support.mariadb_server import (  # noqa: E402
     TEST_PASSWORD,
     TEST_USER,
     MariaDBServer,

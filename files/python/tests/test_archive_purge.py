@@ -20,7 +20,7 @@ from support.movies import mrc_bytes, tiff_bytes
 from test_faults import start_daemon, wait_for
 
 from embuffer.cli import main
-from embuffer.safecopy.copy import PARTIAL_SUFFIX
+from embuffer.safecopy.partials import PARTIAL_SUFFIX
 
 
 def run(host: BufferHost, *args: str) -> int:
@@ -464,6 +464,6 @@ def test_a_kill_between_publish_link_and_unlink_leaves_no_partial_on_primary(hos
 
 def leftover_partial(final: Path) -> Path:
     """The name a kill leaves: partial copies get a random middle part."""
-    from embuffer.safecopy.copy import PARTIAL_SUFFIX, partial_prefix
+    from embuffer.safecopy.partials import PARTIAL_SUFFIX, partial_prefix
 
     return final.with_name(f"{partial_prefix(final.name)}0123456789abcdef{PARTIAL_SUFFIX}")

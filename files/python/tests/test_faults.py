@@ -17,7 +17,7 @@ from conftest import BufferHost, tmpfs
 from support.movies import mrc_bytes, tiff_bytes
 
 from embuffer.cli import main
-from embuffer.safecopy.copy import PARTIAL_SUFFIX
+from embuffer.safecopy.partials import PARTIAL_SUFFIX
 
 pytestmark = pytest.mark.fault
 

@@ -61,7 +61,7 @@ class Movie:
         """What the journal records: xxh3-128, over the member manifest for a folder."""
         if isinstance(self.data, bytes):
             return xxhash.xxh3_128(self.data).hexdigest()
-        from embuffer.safecopy.copy import manifest_hash
+        from embuffer.safecopy.hashing import manifest_hash
 
         return manifest_hash(
             [(rel, len(data), xxhash.xxh3_128(data).hexdigest()) for rel, data in self.data.items()]

@@ -21,16 +21,14 @@ import xxhash
 
 from embuffer.safecopy import nofollow
 from embuffer.safecopy.copy import (
-    CHUNK_BYTES,
-    PARTIAL_SUFFIX,
     CopyAborted,
     Ownership,
     apply_ownership,
-    hash_file,
     make_folders,
-    partial_prefix,
     publish_in,
 )
+from embuffer.safecopy.hashing import CHUNK_BYTES, hash_file
+from embuffer.safecopy.partials import PARTIAL_SUFFIX, partial_prefix
 
 
 def copy_compressed(

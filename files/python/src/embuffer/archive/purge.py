@@ -30,7 +30,7 @@ from embuffer.config import Config
 from embuffer.journal import Journal, Movie
 from embuffer.journal import queries as q
 from embuffer.safecopy import nofollow
-from embuffer.safecopy.copy import hash_path, tree_size
+from embuffer.safecopy.hashing import hash_path, tree_size
 
 log = logging.getLogger("embuffer.purge")
 

@@ -10,7 +10,8 @@ from embuffer.archive.compressed import hash_compressed
 from embuffer.config import Config
 from embuffer.journal import Journal
 from embuffer.journal import queries as q
-from embuffer.safecopy.copy import hash_path, is_partial_name
+from embuffer.safecopy.hashing import hash_path
+from embuffer.safecopy.partials import is_partial_name
 
 
 @dataclass

@@ -34,13 +34,13 @@ from embuffer.safecopy.copy import (
     SourceChanged,
     copy_path,
     finish_partial,
-    hash_path,
-    is_partial_name,
     make_folders,
     remove_tree_quietly,
     write_partial,
 )
 from embuffer.safecopy.formats import check_structure
+from embuffer.safecopy.hashing import hash_path
+from embuffer.safecopy.partials import is_partial_name
 
 log = logging.getLogger("embuffer.archive")
 RECONCILE_SECONDS = 3600.0

@@ -21,14 +21,9 @@ from embuffer import journal as j
 from embuffer.config import Config
 from embuffer.journal import Journal
 from embuffer.safecopy import nofollow
-from embuffer.safecopy.copy import (
-    PARTIAL_NAME_EXTRA_BYTES,
-    DestinationExists,
-    Ownership,
-    copy_path,
-    hash_path,
-    remove_tree_quietly,
-)
+from embuffer.safecopy.copy import DestinationExists, Ownership, copy_path, remove_tree_quietly
+from embuffer.safecopy.hashing import hash_path
+from embuffer.safecopy.partials import PARTIAL_NAME_EXTRA_BYTES
 
 log = logging.getLogger("embuffer.odd_names")
 

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embuffer.safecopy.copy import is_partial_name
 from embuffer.safecopy.formats import StructureVerdict, check_structure
+from embuffer.safecopy.partials import is_partial_name
 
 log = logging.getLogger("embuffer.scan")
 

@@ -24,7 +24,7 @@ from embuffer.ingest.holds import FailureTracker, retry_delay
 from embuffer.ingest.quarantine import quarantine_movie
 from embuffer.journal import Journal, JournalReplaced
 from embuffer.safecopy import nofollow
-from embuffer.safecopy.copy import PARTIAL_SUFFIX
+from embuffer.safecopy.partials import PARTIAL_SUFFIX
 from embuffer.safecopy.transfer import (
     Pending,
     SourceBusy,

@@ -19,21 +19,19 @@ import contextlib
 import ctypes
 import errno
 import os
-import re
 import secrets
 import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import xxhash
 
 from embuffer.safecopy import nofollow
+from embuffer.safecopy.hashing import CHUNK_BYTES, manifest_hash, tree_members
+from embuffer.safecopy.partials import PARTIAL_SUFFIX, partial_prefix, remove_partials
 
-CHUNK_BYTES = 8 * 1024 * 1024
-PARTIAL_SUFFIX = ".embuffer-partial"
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -98,42 +96,6 @@ class CopyResult:
     partial: str = ""  # write_partial's temporary name, for finish_partial
 
 
-def partial_prefix(final_name: str) -> str:
-    """Partial copies of `final_name` are `.<final_name>.<16 random hex>.embuffer-partial`:
-    a name nobody can prepare in advance (created with O_EXCL), still recognisable as ours."""
-    return f".{final_name}."
-
-
-# What a partial name adds to the final one: "." + "." + 16 random hex + PARTIAL_SUFFIX.
-PARTIAL_NAME_EXTRA_BYTES = 2 + 16 + len(PARTIAL_SUFFIX)
-
-
-def is_partial_name(name: str) -> bool:
-    return name.startswith(".") and name.endswith(PARTIAL_SUFFIX)
-
-
-def partials_of(final: Path) -> list[str]:
-    """The names of partial copies of `final` in its folder (those left by a kill), never
-    the set-aside earlier copies (`.<name>.earlier-<n>.embuffer-partial`)."""
-    pattern = re.compile(
-        re.escape(partial_prefix(final.name))
-        + r"(?:[0-9a-f]{16}\.)?"
-        + re.escape(PARTIAL_SUFFIX[1:])
-        + "$"
-    )
-    try:
-        with nofollow.folder(final.parent) as folder_fd:
-            return sorted(name for name in os.listdir(folder_fd) if pattern.match(name))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def remove_partials(final: Path) -> None:
-    """Remove every partial copy of `final` (files or folders) left by an interrupted copy."""
-    for name in partials_of(final):
-        nofollow.remove(final.parent / name)
-
-
 def fsync_dir(folder: Path) -> None:
     nofollow.fsync_folder(folder)
 
@@ -180,65 +142,6 @@ def replace_file(target: Path, data: bytes, ownership: Ownership) -> None:
             _unlink_quietly(folder_fd, temp)
             raise
         os.fsync(folder_fd)
-
-
-def hash_file(path: Path, *, drop_cache: bool = False) -> tuple[int, str]:
-    """Size and xxh3-128 of a file; with drop_cache the bytes come from the device."""
-    hasher = xxhash.xxh3_128()
-    size = 0
-    fd = nofollow.open_file(path)
-    try:
-        if drop_cache:
-            # The file was fsynced, so its pages are clean and DONTNEED really evicts them.
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        buffer = bytearray(CHUNK_BYTES)
-        view = memoryview(buffer)
-        while True:
-            count = os.readv(fd, [buffer])
-            if not count:
-                break
-            hasher.update(view[:count])
-            size += count
-        if drop_cache:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    return size, hasher.hexdigest()
-
-
-def bytes_differing(earlier: Path, current: Path, limit: int) -> int:
-    """How many bytes of `earlier` differ from the start of `current` (a byte missing from
-    `current` counts as differing); stops counting past `limit`. Tells a file that was
-    appended to (an MRC header's frame count, a TIFF's link to its next page rewritten) from
-    one rewritten with other bytes."""
-    differing = 0
-    with (
-        os.fdopen(nofollow.open_file(earlier), "rb", buffering=0) as old,
-        os.fdopen(nofollow.open_file(current), "rb", buffering=0) as new,
-    ):
-        while differing <= limit:
-            before = _read_full(old, CHUNK_BYTES)
-            if not before:
-                break
-            after = _read_full(new, len(before))
-            differing += len(before) - len(after)
-            if before[: len(after)] != after:
-                differing += sum(1 for a, b in zip(before, after, strict=False) if a != b)
-    return differing
-
-
-def _read_full(stream: BinaryIO, length: int) -> bytes:
-    """Up to `length` bytes, fewer only at the end of the file (network mounts return short
-    reads in the middle too)."""
-    parts: list[bytes] = []
-    left = length
-    while left > 0:
-        part = stream.read(left)
-        if not part:
-            break
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
 
 
 def copy_file(
@@ -390,25 +293,6 @@ def remove_tree_quietly(path: Path) -> None:
         nofollow.remove(path)
 
 
-def tree_members(folder: Path) -> list[Path]:
-    """Regular files below `folder`, relative, in a stable order; symlinks are not followed
-    and not included (they may point anywhere; embuffer never copies or deletes through them)."""
-    return nofollow.regular_files(folder)
-
-
-def tree_size(folder: Path) -> int:
-    """Bytes in the regular files below `folder` (what a folder movie's journal size counts)."""
-    return sum(nofollow.lstat(folder / member).st_size for member in tree_members(folder))
-
-
-def manifest_hash(manifest: list[tuple[str, int, str]]) -> str:
-    hasher = xxhash.xxh3_128()
-    for relpath, size, digest in sorted(manifest):
-        hasher.update(os.fsencode(relpath) + b"\0" + str(size).encode() + b"\0" + digest.encode())
-        hasher.update(b"\n")
-    return hasher.hexdigest()
-
-
 def copy_tree(
     source: Path,
     final: Path,
@@ -450,23 +334,6 @@ def copy_tree(
         source_mtime_ns=newest_mtime,
         manifest=manifest,
     )
-
-
-def hash_tree(
-    folder: Path, *, drop_cache: bool = False
-) -> tuple[int, str, list[tuple[str, int, str]]]:
-    manifest = []
-    for member in tree_members(folder):
-        size, digest = hash_file(folder / member, drop_cache=drop_cache)
-        manifest.append((str(member), size, digest))
-    return sum(size for _, size, _ in manifest), manifest_hash(manifest), manifest
-
-
-def hash_path(path: Path, *, drop_cache: bool = False) -> tuple[int, str]:
-    if nofollow.is_folder(path):
-        size, digest, _ = hash_tree(path, drop_cache=drop_cache)
-        return size, digest
-    return hash_file(path, drop_cache=drop_cache)
 
 
 def copy_path(

@@ -30,16 +30,14 @@ from embuffer.safecopy.copy import (
     DestinationExists,
     Ownership,
     Progress,
-    bytes_differing,
     copy_path,
     finish_partial,
-    hash_path,
-    hash_tree,
     make_folders,
-    remove_partials,
     remove_tree_quietly,
     write_partial,
 )
+from embuffer.safecopy.hashing import bytes_differing, hash_path, hash_tree
+from embuffer.safecopy.partials import remove_partials
 
 log = logging.getLogger("embuffer.transfer")
 
