@@ -17,12 +17,9 @@ from embuffer.cli import main
 from embuffer.ingest.scan import is_candidate_name
 from embuffer.leginon.credentials import read_credentials
 from embuffer.leginon.db import LeginonDB as EmbufferDB
-from embuffer.leginon.matching import (
+from embuffer.leginon.matching import destination_name, find_image, frames_key, load_session
+from embuffer.leginon.placement import (
     derive_buffer_frame_path,
-    destination_name,
-    find_image,
-    frames_key,
-    load_session,
     session_buffer_folder,
     session_owner,
 )

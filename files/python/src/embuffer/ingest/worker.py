@@ -38,16 +38,14 @@ from embuffer.leginon.db import Backoff, DatabaseUnavailable, LeginonDB
 from embuffer.leginon.frame_paths import register_outage_sessions
 from embuffer.leginon.matching import (
     ImageMatch,
-    Refusal,
     destination_name,
     explain_miss,
     find_image,
     frames_key,
     load_session,
-    session_buffer_folder,
-    session_owner,
 )
 from embuffer.leginon.names import name_problem
+from embuffer.leginon.placement import Refusal, session_buffer_folder, session_owner
 from embuffer.leginon.references import ReferenceWriter
 from embuffer.safecopy import nofollow
 from embuffer.safecopy.copy import CopyAborted, Ownership, SourceChanged

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from embuffer.journal import Journal
 from embuffer.journal import queries as q
 from embuffer.leginon.db import LeginonDB
-from embuffer.leginon.matching import newest_buffer_host, record_frame_path, recorded_frame_path
+from embuffer.leginon.placement import newest_buffer_host, record_frame_path, recorded_frame_path
 
 log = logging.getLogger("embuffer.frame_paths")
 

@@ -14,7 +14,7 @@ from embuffer.config import Config
 from embuffer.leginon.credentials import read_credentials
 from embuffer.leginon.db import LeginonDB
 from embuffer.leginon.lookups import instruments_on_host
-from embuffer.leginon.matching import newest_buffer_host
+from embuffer.leginon.placement import newest_buffer_host
 
 
 def camera_registration_problems(config: Config) -> list[str]:
