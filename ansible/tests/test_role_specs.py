@@ -15,8 +15,8 @@ check_role_specs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(check_role_specs)
 
 
-def make_role(root: Path, spec: str, defaults: str) -> Path:
-    role = root / "demo_role"
+def make_role(root: Path, spec: str, defaults: str, name: str = "demo_role") -> Path:
+    role = root / name
     for folder in ("tasks", "meta", "defaults"):
         (role / folder).mkdir(parents=True)
     (role / "tasks" / "main.yml").write_text("---\n[]\n")
@@ -27,6 +27,59 @@ def make_role(root: Path, spec: str, defaults: str) -> Path:
 
 def test_every_role_of_the_repository_agrees():
     assert check_role_specs.main(["check", str(REPOSITORY / "roles")]) == 0
+
+
+def test_the_shared_facts_have_one_owner():
+    """embuffer_common owns the facts several roles read; the check covers it too."""
+    common = REPOSITORY / "roles" / "embuffer_common"
+    assert check_role_specs.problems_of(common) == []
+    assert check_role_specs.prefix_of(common) == "embuffer_"
+    shared = set(check_role_specs.defaults_of(common))
+    assert {
+        "embuffer_user",
+        "embuffer_group",
+        "embuffer_group_gid",
+        "embuffer_buffer_root",
+        "embuffer_buffer_hostname",
+        "embuffer_quarantine",
+        "embuffer_state_dir",
+        "embuffer_primary_root",
+        "embuffer_cameras",
+    } <= shared
+    for role in sorted((REPOSITORY / "roles").iterdir()):
+        if role != common and (role / "tasks").is_dir():
+            assert not shared & set(check_role_specs.defaults_of(role)), role.name
+
+
+def ownership_problems(root: Path, roles: dict[str, str]) -> str:
+    """The ownership problems of roles {name: the one variable it declares} under root."""
+    made = []
+    for name, variable in roles.items():
+        spec = f"argument_specs:\n  main:\n    options:\n      {variable}: {{default: x}}\n"
+        made.append(make_role(root, spec, f"{variable}: x\n", name=name))
+    return "\n".join(check_role_specs.ownership_problems(made))
+
+
+def test_a_copy_of_another_roles_fact_is_named(tmp_path):
+    right = {"demo_common": "demo_user", "demo_store": "demo_store_mode"}
+    assert ownership_problems(tmp_path / "right", right) == ""
+
+    copies = {
+        "demo_common": "demo_user",
+        "demo_other": "demo_user",  # a copy of the shared fact
+        "demo_store": "demo_store_mode",
+        "demo_extra": "demo_store_mode",  # a copy of another role's fact
+    }
+    problems = ownership_problems(tmp_path / "copies", copies)
+    assert "demo_other: demo_user lacks the role's prefix demo_other_" in problems
+    assert "demo_extra: demo_store_mode lacks the role's prefix demo_extra_" in problems
+    assert "demo_user is declared by 2 roles (demo_common, demo_other)" in problems
+    assert "demo_store_mode is declared by 2 roles (demo_extra, demo_store)" in problems
+
+    greedy = {"demo_common": "demo_store_mode", "demo_store": "demo_store_user"}
+    problems = ownership_problems(tmp_path / "greedy", greedy)
+    assert problems == "demo_common: demo_store_mode carries the prefix of role demo_store"
+    assert check_role_specs.main(["check", str(tmp_path / "greedy")]) == 1
 
 
 def test_each_kind_of_disagreement_is_named(tmp_path):

@@ -566,12 +566,14 @@ def test_role_registers_every_configured_camera(leginondb, tmp_path):
         "hosts": "localhost",
         "gather_facts": False,
         "vars": {
-            "embuffer_registration_cameras": [
-                {"host": "k3-cam-01"},
-                {"host": "falcon-pc", "name": "Falcon4"},
+            # The shared facts of embuffer_common; `path` is the folder the ingest
+            # service polls, which registration does not read.
+            "embuffer_cameras": [
+                {"host": "k3-cam-01", "path": "/mnt/k3-cam-01"},
+                {"host": "falcon-pc", "name": "Falcon4", "path": "/mnt/falcon-pc"},
             ],
-            "embuffer_registration_buffer_hostname": BUFFER,
-            "embuffer_registration_base_path": BASE,
+            "embuffer_buffer_hostname": BUFFER,
+            "embuffer_buffer_root": BASE,
             "embuffer_registration_append_full_head": True,
             "embuffer_registration_delegate_to": "localhost",
             "embuffer_registration_install_pymysql": False,
@@ -618,8 +620,8 @@ def test_role_registers_every_configured_camera(leginondb, tmp_path):
 @pytest.mark.parametrize(
     ("bad_camera", "expected"),
     [
-        ({"name": "GatanK3"}, "missing required arguments: host"),
-        ({"host": " "}, "needs a non-empty `host`"),
+        ({"name": "GatanK3", "path": "/mnt/k3"}, "missing required arguments: host"),
+        ({"host": " ", "path": "/mnt/k3"}, "needs a non-empty `host`"),
     ],
 )
 def test_role_rejects_cameras_without_a_host(
@@ -630,7 +632,7 @@ def test_role_rejects_cameras_without_a_host(
         "hosts": "localhost",
         "gather_facts": False,
         "vars": {
-            "embuffer_registration_cameras": [bad_camera],
+            "embuffer_cameras": [bad_camera],
             "embuffer_registration_delegate_to": "localhost",
             "embuffer_registration_install_pymysql": False,
             **{
