@@ -1,11 +1,8 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: embuffer contributors
 # SPDX-License-Identifier: BSD-3-Clause
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
+# Ansible's module layout puts the imports after DOCUMENTATION, EXAMPLES and RETURN.
+# ruff: noqa: E402
 
 DOCUMENTATION = r"""
 ---
@@ -257,6 +254,19 @@ diff:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible.module_utils.leginon_bufferhost import (
+    APPEND_COLUMN,
+    BOOLEAN_FIELDS,
+    TABLE,
+    WRITE_ACTIONS,
+    column_sql,
+    plan_cameras,
+    plan_changes,
+    probe_schema,
+    public_row,
+    select_row,
+)
 from ansible.module_utils.leginondb import (
     LeginonDBError,
     connect,
@@ -267,273 +277,58 @@ from ansible.module_utils.leginondb import (
     quote_identifier,
 )
 
-TABLE = "BufferHostData"
-INSTRUMENTS = "InstrumentData"
-# Public field name -> leginondb column (sinedon stores field names verbatim, spaces included).
-COLUMNS = {
-    "id": "DEF_id",
-    "camera_id": "REF|InstrumentData|ccdcamera",
-    "buffer_hostname": "buffer hostname",
-    "buffer_base_path": "buffer base path",
-    "disabled": "disabled",
-    "append_full_head": "append full head",
-}
-APPEND_COLUMN = COLUMNS["append_full_head"]
-BOOLEAN_FIELDS = ("disabled", "append_full_head")
-# Leginon's ORM creates a table when its first row is inserted, so a site that never used a
-# buffer server has neither of these. They are created here exactly as the ORM would, so that
-# the buffer's first movie can record its buffer frame path (the ingest may only INSERT).
-SINEDON_TABLES = {
-    "BufferHostData": (
-        "CREATE TABLE IF NOT EXISTS `BufferHostData` ("
-        " `DEF_id` int(16) NOT NULL AUTO_INCREMENT,"
-        " `DEF_timestamp` timestamp NOT NULL DEFAULT current_timestamp(),"
-        " `REF|InstrumentData|ccdcamera` INT(20) NULL DEFAULT NULL,"
-        " `buffer hostname` TEXT NULL, `buffer base path` TEXT NULL,"
-        " `disabled` TINYINT(1) NULL DEFAULT 0, `append full head` TINYINT(1) NULL DEFAULT 0,"
-        " PRIMARY KEY (`DEF_id`), KEY `DEF_timestamp` (`DEF_timestamp`),"
-        " KEY `REF|InstrumentData|ccdcamera` (`REF|InstrumentData|ccdcamera`))"
-    ),
-    "BufferFramePathData": (
-        "CREATE TABLE IF NOT EXISTS `BufferFramePathData` ("
-        " `DEF_id` int(16) NOT NULL AUTO_INCREMENT,"
-        " `DEF_timestamp` timestamp NOT NULL DEFAULT current_timestamp(),"
-        " `REF|SessionData|session` INT(20) NULL DEFAULT NULL,"
-        " `REF|BufferHostData|host` INT(20) NULL DEFAULT NULL,"
-        " `buffer frame path` TEXT NULL,"
-        " PRIMARY KEY (`DEF_id`), KEY `DEF_timestamp` (`DEF_timestamp`),"
-        " KEY `REF|SessionData|session` (`REF|SessionData|session`),"
-        " KEY `REF|BufferHostData|host` (`REF|BufferHostData|host`))"
-    ),
-}
-
-
-def column_sql(field):
-    return quote_identifier(COLUMNS[field])
-
-
-def table_exists(cursor, table):
-    """Whether the table exists. information_schema.TABLES lists a table on which the login
-    has any privilege (CREATE alone, say), where COLUMNS would show none of its columns."""
-    cursor.execute(
-        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
-        " AND TABLE_NAME = %s",
-        (table,),
-    )
-    return cursor.fetchone() is not None
-
-
-def table_columns(cursor, table):
-    cursor.execute(
-        "SELECT COLUMN_NAME FROM information_schema.COLUMNS"
-        " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
-        (table,),
-    )
-    return set(row[0] for row in cursor.fetchall())
-
-
-def find_cameras(cursor, camera_host, camera_name):
-    """The InstrumentData rows to register, or raise LeginonDBError naming what exists."""
-    select = "SELECT `DEF_id`, `name`, `hostname` FROM {0} WHERE `hostname` = %s".format(
-        quote_identifier(INSTRUMENTS)
-    )
-    cursor.execute(select + " ORDER BY `DEF_id`", (camera_host,))
-    on_host = cursor.fetchall()
-    if not on_host:
-        cursor.execute(
-            "SELECT DISTINCT `hostname` FROM {0} WHERE `hostname` IS NOT NULL AND `hostname` <> ''"
-            " ORDER BY `hostname`".format(quote_identifier(INSTRUMENTS))
-        )
-        known = [row[0] for row in cursor.fetchall()]
-        raise LeginonDBError(
-            "camera host %r is unknown: no InstrumentData row has hostname %r. Host names in the "
-            "database: %s. Run Leginon once on that camera PC, or fix camera_host."
-            % (camera_host, camera_host, ", ".join(known) if known else "(none)")
-        )
-    if camera_name is not None:
-        # Compared in SQL, like the host name, so both follow the column's collation.
-        cursor.execute(select + " AND `name` = %s ORDER BY `DEF_id`", (camera_host, camera_name))
-        chosen = cursor.fetchall()
-        if not chosen:
-            names = sorted(set(row[1] or "(no name)" for row in on_host))
-            raise LeginonDBError(
-                "camera host %r has no instrument named %r; its instruments are: %s"
-                % (camera_host, camera_name, ", ".join(names))
-            )
-        on_host = chosen
-    return [dict(id=row[0], name=row[1], host=row[2]) for row in on_host]
-
-
-def public_row(values, with_append):
-    """A BufferHostData row as the module reports it (booleans, no column-name spaces)."""
-    row = dict((field, values.get(field)) for field in COLUMNS)
-    for field in BOOLEAN_FIELDS:
-        if row[field] is not None:
-            row[field] = bool(row[field])
-    if not with_append:
-        row["append_full_head"] = None
-    return row
-
-
-def select_row(cursor, with_append, where, args):
-    """The first BufferHostData row matching `where` (an SQL condition with placeholders)."""
-    fields = [field for field in COLUMNS if with_append or field != "append_full_head"]
-    cursor.execute(
-        "SELECT {0} FROM {1} WHERE {2}".format(
-            ", ".join(column_sql(field) for field in fields), quote_identifier(TABLE), where
-        ),
-        args,
-    )
-    found = cursor.fetchone()
-    return public_row(dict(zip(fields, found)), with_append) if found else None
-
-
-def newest_row(cursor, camera_id, buffer_hostname, with_append):
-    """The row Leginon and Appion use for this camera and buffer host: the highest DEF_id."""
-    where = "{0} = %s AND {1} = %s ORDER BY `DEF_id` DESC LIMIT 1".format(
-        column_sql("camera_id"), column_sql("buffer_hostname")
-    )
-    return select_row(cursor, with_append, where, (camera_id, buffer_hostname))
-
-
-def plan_camera(camera, current, params, manage_append):
-    """Decide insert/update/nothing for one camera; returns (action, fields, after-row)."""
-    wanted = {"disabled": params["state"] == "disabled"}
-    if params["buffer_base_path"] is not None:
-        wanted["buffer_base_path"] = params["buffer_base_path"]
-    if manage_append and params["append_full_head"] is not None:
-        wanted["append_full_head"] = params["append_full_head"]
-    if current is None:
-        if "buffer_base_path" not in wanted:
-            return "absent", [], None
-        after = public_row(
-            dict(camera_id=camera["id"], buffer_hostname=params["buffer_hostname"]), manage_append
-        )
-        after.update(wanted)
-        if manage_append and after["append_full_head"] is None:
-            after["append_full_head"] = False
-        fields = [
-            field
-            for field in COLUMNS
-            if field != "id" and (manage_append or field != "append_full_head")
-        ]
-        return "inserted", fields, after
-    fields = [field for field in sorted(wanted) if current[field] != wanted[field]]
-    after = dict(current)
-    after.update(wanted)
-    return ("updated" if fields else "unchanged"), fields, after
+# --- write ------------------------------------------------------------------------------------
 
 
 def write_row(cursor, action, fields, after):
+    """Insert or update one planned row; returns its DEF_id."""
     values = [int(after[field]) if field in BOOLEAN_FIELDS else after[field] for field in fields]
+    columns = [column_sql(field) for field in fields]
     if action == "inserted":
         cursor.execute(
-            "INSERT INTO {0} ({1}) VALUES ({2})".format(
-                quote_identifier(TABLE),
-                ", ".join(column_sql(field) for field in fields),
-                ", ".join(["%s"] * len(fields)),
-            ),
+            f"INSERT INTO {quote_identifier(TABLE)} ({', '.join(columns)})"
+            f" VALUES ({', '.join(['%s'] * len(fields))})",
             values,
         )
         return cursor.lastrowid
+    assignments = ", ".join(f"{column} = %s" for column in columns)
     cursor.execute(
-        "UPDATE {0} SET {1} WHERE `DEF_id` = %s".format(
-            quote_identifier(TABLE), ", ".join("%s = %%s" % column_sql(field) for field in fields)
-        ),
+        f"UPDATE {quote_identifier(TABLE)} SET {assignments} WHERE `DEF_id` = %s",
         values + [after["id"]],
     )
     return after["id"]
 
 
-def diff_key(camera):
-    return "%s (InstrumentData %s)" % (camera["name"], camera["id"])
-
-
-def missing_tables(module, cursor):
-    """The buffer tables this leginondb lacks; created now unless in check mode. Called
-    after the cameras were found: a run that fails creates nothing."""
-    missing = [table for table in SINEDON_TABLES if not table_exists(cursor, table)]
-    if missing and not module.check_mode:
-        for table in missing:
-            cursor.execute(SINEDON_TABLES[table])
-    return missing
-
-
-def run(module, connection, settings):
-    params = module.params
-    cursor = connection.cursor()
-    if not table_columns(cursor, INSTRUMENTS):
-        raise LeginonDBError(
-            "the database has no %s table: is login_db the Leginon database (leginondb)?"
-            % INSTRUMENTS
+def write_plans(connection, cursor, schema, plans):
+    """The write: add the append full head column when planned (an ALTER commits on its own),
+    then insert and update the planned rows in one transaction, then read them back so that
+    each plan's after-row is what the database holds, DEF_id of new rows included."""
+    if schema["add_column"]:
+        cursor.execute(
+            f"ALTER TABLE {quote_identifier(TABLE)} ADD COLUMN {quote_identifier(APPEND_COLUMN)}"
+            " TINYINT(1) NULL DEFAULT 0"
         )
-    cameras = find_cameras(cursor, params["camera_host"], params["camera_name"])
-    created = missing_tables(module, cursor)
-    # in check mode a table to be created is planned as the ORM would make it
-    had_table = TABLE not in created or not module.check_mode
-    columns = table_columns(cursor, TABLE) if had_table else set(COLUMNS.values())
-    had_append = APPEND_COLUMN in columns
-
-    add_column = not had_append and params["add_append_full_head_column"]
-    if not had_append and not add_column:
-        if params["append_full_head"]:
-            raise LeginonDBError(
-                "append_full_head=true was asked, but %s has no `%s` column (the database predates "
-                "it). Set add_append_full_head_column=true to add it, or leave append_full_head "
-                "out." % (TABLE, APPEND_COLUMN)
-            )
-        module.warn(
-            "%s has no `%s` column (older leginondb): the other fields are managed, the append "
-            "full head mode stays off. Set add_append_full_head_column=true to add the column."
-            % (TABLE, APPEND_COLUMN)
-        )
-    manage_append = had_append or add_column
-
-    plans = []
-    for camera in cameras:
-        before = (
-            newest_row(cursor, camera["id"], params["buffer_hostname"], had_append)
-            if had_table
-            else None
-        )
-        current = before
-        if before is not None and add_column:
-            # ALTER TABLE ... DEFAULT 0 gives existing rows 0; plan against that.
-            current = dict(before, append_full_head=False)
-        action, fields, after = plan_camera(camera, current, params, manage_append)
-        plans.append(dict(camera=camera, before=before, action=action, fields=fields, after=after))
-        if action == "absent":
-            module.warn(
-                "camera %s (InstrumentData %s) has no %s row for buffer host %s: nothing to disable"
-                % (camera["name"], camera["id"], TABLE, params["buffer_hostname"])
-            )
-
-    changed = (
-        bool(created)
-        or add_column
-        or any(plan["action"] in ("inserted", "updated") for plan in plans)
-    )
-    if changed and not module.check_mode:
-        if add_column:
-            cursor.execute(
-                "ALTER TABLE {0} ADD COLUMN {1} TINYINT(1) NULL DEFAULT 0".format(
-                    quote_identifier(TABLE), quote_identifier(APPEND_COLUMN)
-                )
-            )
-        try:
-            connection.begin()
-            for plan in plans:
-                if plan["action"] in ("inserted", "updated"):
-                    plan["id"] = write_row(cursor, plan["action"], plan["fields"], plan["after"])
-            connection.commit()
-        except Exception:
-            connection.rollback()
-            raise
+    try:
+        connection.begin()
         for plan in plans:
-            if plan["action"] in ("inserted", "updated"):
-                # Report what the database holds now, DEF_id of new rows included.
-                plan["after"] = select_row(cursor, manage_append, "`DEF_id` = %s", (plan["id"],))
+            if plan["action"] in WRITE_ACTIONS:
+                plan["id"] = write_row(cursor, plan["action"], plan["fields"], plan["after"])
+        connection.commit()
+    except Exception:
+        connection.rollback()
+        raise
+    for plan in plans:
+        if plan["action"] in WRITE_ACTIONS:
+            plan["after"] = select_row(
+                cursor, schema["manage_append"], "`DEF_id` = %s", (plan["id"],)
+            )
 
+
+# --- result and diff ----------------------------------------------------------------------
+
+
+def result_rows(plans, params, manage_append):
+    """The `rows` of the result: each plan's after-row with its action and camera."""
     rows = []
     for plan in plans:
         camera = plan["camera"]
@@ -547,46 +342,67 @@ def run(module, connection, settings):
             buffer_hostname=row["buffer_hostname"] or params["buffer_hostname"],
         )
         rows.append(row)
+    return rows
 
-    result = dict(
-        changed=changed,
-        rows=rows,
-        append_full_head_supported=manage_append,
-        append_full_head_column_added=add_column,
-        tables_created=created,
-    )
+
+def diff_key(camera):
+    """How a camera's row is named in the diff."""
+    return f"{camera['name']} (InstrumentData {camera['id']})"
+
+
+def row_diff(schema, plans, settings):
+    """The diff: managed rows, missing tables and the column's presence, before and after."""
+    header = f"{TABLE}, {describe_target(settings)}"
+    return {
+        "before_header": header,
+        "after_header": header,
+        "before": {
+            "tables_missing": schema["created"],
+            "append_full_head_column": schema["had_append"],
+            "rows": {diff_key(plan["camera"]): plan["before"] for plan in plans if plan["before"]},
+        },
+        "after": {
+            "tables_missing": [],
+            "append_full_head_column": schema["manage_append"],
+            "rows": {diff_key(plan["camera"]): plan["after"] for plan in plans if plan["after"]},
+        },
+    }
+
+
+def run(module, connection, settings):
+    """The module's job on an open connection: probe, plan, write (not in check mode), report."""
+    cursor = connection.cursor()
+    schema = probe_schema(cursor, module.params, module.check_mode, module.warn)
+    plans = plan_cameras(cursor, schema, module.params, module.warn)
+    changed = plan_changes(schema, plans)
+    if changed and not module.check_mode:
+        write_plans(connection, cursor, schema, plans)
+    result = {
+        "changed": changed,
+        "rows": result_rows(plans, module.params, schema["manage_append"]),
+        "append_full_head_supported": schema["manage_append"],
+        "append_full_head_column_added": schema["add_column"],
+        "tables_created": schema["created"],
+    }
     if module._diff:
-        result["diff"] = dict(
-            before_header="%s, %s" % (TABLE, describe_target(settings)),
-            after_header="%s, %s" % (TABLE, describe_target(settings)),
-            before=dict(
-                tables_missing=created,
-                append_full_head_column=had_append,
-                rows=dict(
-                    (diff_key(plan["camera"]), plan["before"]) for plan in plans if plan["before"]
-                ),
-            ),
-            after=dict(
-                tables_missing=[],
-                append_full_head_column=manage_append,
-                rows=dict(
-                    (diff_key(plan["camera"]), plan["after"]) for plan in plans if plan["after"]
-                ),
-            ),
-        )
+        result["diff"] = row_diff(schema, plans, settings)
     return result
 
 
-def main():
+# --- arguments and entry point ----------------------------------------------------------------
+
+
+def build_module():
+    """The AnsibleModule, its arguments parsed and checked beyond what the spec can say."""
     argument_spec = leginondb_argument_spec()
     argument_spec.update(
-        camera_host=dict(type="str", required=True),
-        camera_name=dict(type="str"),
-        buffer_hostname=dict(type="str", required=True),
-        buffer_base_path=dict(type="str"),
-        append_full_head=dict(type="bool"),
-        add_append_full_head_column=dict(type="bool", default=False),
-        state=dict(type="str", choices=["enabled", "disabled"], default="enabled"),
+        camera_host={"type": "str", "required": True},
+        camera_name={"type": "str"},
+        buffer_hostname={"type": "str", "required": True},
+        buffer_base_path={"type": "str"},
+        append_full_head={"type": "bool"},
+        add_append_full_head_column={"type": "bool", "default": False},
+        state={"type": "str", "choices": ["enabled", "disabled"], "default": "enabled"},
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
@@ -596,15 +412,19 @@ def main():
     params = module.params
     for option in ("camera_host", "buffer_hostname"):
         if not params[option].strip():
-            module.fail_json(msg="%s must not be empty" % option)
+            module.fail_json(msg=f"{option} must not be empty")
     if params["buffer_base_path"] is not None and not params["buffer_base_path"].startswith("/"):
         module.fail_json(
-            msg="buffer_base_path must be an absolute path on the buffer host, got %r"
-            % params["buffer_base_path"]
+            msg="buffer_base_path must be an absolute path on the buffer host, got "
+            f"{params['buffer_base_path']!r}"
         )
+    return module
 
+
+def import_pymysql(module):
+    """PyMySQL, or fail the task saying how to install it."""
     try:
-        pymysql = load_pymysql()
+        return load_pymysql()
     except ImportError:
         module.fail_json(
             msg=missing_required_lib(
@@ -614,8 +434,13 @@ def main():
             exception=traceback.format_exc(),
         )
 
+
+def main():
+    """Connect to leginondb, run, and turn database errors into task failures."""
+    module = build_module()
+    pymysql = import_pymysql(module)
     try:
-        settings = connection_settings(params)
+        settings = connection_settings(module.params)
         connection = connect(pymysql, settings)
     except LeginonDBError as exc:
         module.fail_json(msg=str(exc))
@@ -625,7 +450,7 @@ def main():
         module.fail_json(msg=str(exc))
     except pymysql.err.MySQLError as exc:
         module.fail_json(
-            msg="database error on %s (%s): %s" % (TABLE, describe_target(settings), exc),
+            msg=f"database error on {TABLE} ({describe_target(settings)}): {exc}",
             exception=traceback.format_exc(),
         )
     finally:

@@ -1,25 +1,24 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: embuffer contributors
 # SPDX-License-Identifier: BSD-3-Clause
+# Ansible's module layout puts the imports after DOCUMENTATION, EXAMPLES and RETURN.
+# ruff: noqa: E402
 """Verify a staged EM tool artifact and install one binary out of it."""
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
 module: emtools_artifact
 short_description: Verify an EM tool artifact's sha256 and install one binary from it
 description:
-  - Checks the sha256 of a staged artifact (a zip, a tar.gz or a bare binary) before anything else;
-    a mismatch fails and writes nothing.
+  - Checks the sha256 of a staged artifact (a zip, a tar.gz or a bare binary) before anything
+    else; a mismatch fails and writes nothing.
   - Creates I(dest_dir) (mode 0755) only once the artifact is verified.
-  - Finds the one archive member that matches I(member) (a name or shell pattern, matched against the
-    member's path and, for patterns without a slash, its base name) and installs it as
-    I(dest_dir)/<base name of the member>. No match, or more than one, fails with the members listed.
-  - Idempotent (the installed file's sha256 is compared with the member's), supports check mode and diff.
+  - Finds the one archive member that matches I(member) (a name or shell pattern, matched against
+    the member's path and, for patterns without a slash, its base name) and installs it as
+    I(dest_dir)/<base name of the member>. No match, or more than one, fails with the members
+    listed.
+  - Idempotent (the installed file's sha256 is compared with the member's), supports check mode
+    and diff.
 options:
   archive:
     description: Path of the staged artifact on the managed host.
@@ -43,15 +42,18 @@ options:
     type: path
     required: true
   name:
-    description: File name in I(dest_dir); defaults to the member's base name (the artifact's for a binary).
+    description:
+      File name in I(dest_dir); defaults to the member's base name (the artifact's for a binary).
     type: str
     default: ""
   bin_name:
-    description: When set, I(dest_dir)/bin/<bin_name> becomes a relative symbolic link to the installed file.
+    description:
+      When set, I(dest_dir)/bin/<bin_name> becomes a relative symbolic link to the installed file.
     type: str
     default: ""
   manifest:
-    description: When set, written as I(dest_dir)/build.json with the installed path and sha256 added.
+    description:
+      When set, written as I(dest_dir)/build.json with the installed path and sha256 added.
     type: dict
 extends_documentation_fragment:
   - ansible.builtin.files
@@ -113,6 +115,7 @@ CHUNK = 1 << 20
 
 
 def sha256_stream(stream):
+    """sha256 of what a binary stream holds, read in chunks."""
     digest = hashlib.sha256()
     for block in iter(lambda: stream.read(CHUNK), b""):
         digest.update(block)
@@ -120,11 +123,13 @@ def sha256_stream(stream):
 
 
 def sha256_file(path):
+    """sha256 of a file's content."""
     with open(path, "rb") as handle:
         return sha256_stream(handle)
 
 
 def member_matches(name, pattern):
+    """Whether an archive member matches by path or, for a pattern without a slash, base name."""
     name = name[2:] if name.startswith("./") else name
     if fnmatch.fnmatchcase(name, pattern):
         return True
@@ -132,10 +137,11 @@ def member_matches(name, pattern):
 
 
 def posixpath_basename(name):
+    """Base name of an archive member or path ("/"-separated, trailing slash ignored)."""
     return name.rstrip("/").rsplit("/", 1)[-1]
 
 
-class Archive(object):
+class Archive:
     """Uniform access to the regular files of a zip, a tar.gz or a bare binary."""
 
     def __init__(self, path, fmt):
@@ -144,7 +150,8 @@ class Archive(object):
         if fmt == "zip":
             self._zip = zipfile.ZipFile(path)
         elif fmt == "tar.gz":
-            self._tar = tarfile.open(path, mode="r:gz")
+            # kept open for names() and open(); close() closes it
+            self._tar = tarfile.open(path, mode="r:gz")  # noqa: SIM115
 
     def names(self):
         if self._zip is not None:
@@ -175,9 +182,11 @@ def choose_member(names, pattern, fmt):
         return matches[0], None
     listed = ", ".join(sorted(names)[:30]) + (" ..." if len(names) > 30 else "")
     if not matches:
-        return None, "no member matches %r; the archive holds: %s" % (pattern, listed)
-    return None, "%d members match %r (%s); make member name exactly one" % (
-        len(matches), pattern, ", ".join(sorted(matches)))
+        return None, f"no member matches {pattern!r}; the archive holds: {listed}"
+    return None, (
+        f"{len(matches)} members match {pattern!r} ({', '.join(sorted(matches))}); "
+        "make member name exactly one"
+    )
 
 
 def ensure_dir(module, path, owner, group, changed):
@@ -187,8 +196,9 @@ def ensure_dir(module, path, owner, group, changed):
         if not module.check_mode:
             os.makedirs(path, 0o755)
     if os.path.isdir(path):
-        args = module.load_file_common_arguments(dict(module.params, mode="0755", owner=owner, group=group),
-                                                 path=path)
+        args = module.load_file_common_arguments(
+            dict(module.params, mode="0755", owner=owner, group=group), path=path
+        )
         changed = module.set_fs_attributes_if_different(args, changed)
     return changed
 
@@ -198,7 +208,7 @@ def ensure_link(module, link, target, owner, group, changed):
     if os.path.islink(link) and os.readlink(link) == target:
         pass
     elif os.path.lexists(link) and not os.path.islink(link):
-        module.fail_json(msg="%s exists and is not a symbolic link; not replacing it" % link)
+        module.fail_json(msg=f"{link} exists and is not a symbolic link; not replacing it")
     else:
         changed = True
         if not module.check_mode:
@@ -208,12 +218,15 @@ def ensure_link(module, link, target, owner, group, changed):
             os.symlink(target, tmp)
             os.rename(tmp, link)
     if os.path.islink(link) and (owner or group):
-        changed = module.set_owner_if_different(link, owner, changed, expand=False) if owner else changed
-        changed = module.set_group_if_different(link, group, changed, expand=False) if group else changed
+        if owner:
+            changed = module.set_owner_if_different(link, owner, changed, expand=False)
+        if group:
+            changed = module.set_group_if_different(link, group, changed, expand=False)
     return changed
 
 
 def ensure_content(module, path, text, changed):
+    """Write text to path (0644, atomically) unless it holds exactly that already."""
     data = text.encode("utf-8")
     if os.path.isfile(path):
         with open(path, "rb") as handle:
@@ -228,87 +241,182 @@ def ensure_content(module, path, text, changed):
     return True
 
 
-def main():
+# --- argument handling -----------------------------------------------------------------------
+
+
+def build_module():
+    """Argument handling: the AnsibleModule with this module's options and the file options."""
     from ansible.module_utils.basic import AnsibleModule
 
-    module = AnsibleModule(
-        argument_spec=dict(
-            archive=dict(type="path", required=True),
-            sha256=dict(type="str", required=True),
-            format=dict(type="str", choices=["zip", "tar.gz", "binary"], default="binary"),
-            member=dict(type="str", default=""),
-            dest_dir=dict(type="path", required=True),
-            name=dict(type="str", default=""),
-            bin_name=dict(type="str", default=""),
-            manifest=dict(type="dict"),
-        ),
+    return AnsibleModule(
+        argument_spec={
+            "archive": {"type": "path", "required": True},
+            "sha256": {"type": "str", "required": True},
+            "format": {"type": "str", "choices": ["zip", "tar.gz", "binary"], "default": "binary"},
+            "member": {"type": "str", "default": ""},
+            "dest_dir": {"type": "path", "required": True},
+            "name": {"type": "str", "default": ""},
+            "bin_name": {"type": "str", "default": ""},
+            "manifest": {"type": "dict"},
+        },
         add_file_common_args=True,
         supports_check_mode=True,
     )
+
+
+# --- verify ----------------------------------------------------------------------------------
+
+
+def verify_artifact(module):
+    """Verify the staged artifact: it exists (in check mode, where staging did not run either,
+    the run ends here reporting a change), its sha256 is the expected one, and a zip or tar.gz
+    names its member. Fails the task, having written nothing, otherwise."""
     params = module.params
     expected = params["sha256"].strip().lower()
     if not os.path.isfile(params["archive"]):
         if module.check_mode:
             # The staging copy before this task did not happen in check mode either.
             guess = params["name"] or posixpath_basename(params["member"] or params["archive"])
-            module.exit_json(changed=True, path=os.path.join(params["dest_dir"], guess), member=params["member"],
-                             sha256="", present=False, msg="artifact not staged yet (check mode)")
-        module.fail_json(msg="artifact %s does not exist" % params["archive"])
+            module.exit_json(
+                changed=True,
+                path=os.path.join(params["dest_dir"], guess),
+                member=params["member"],
+                sha256="",
+                present=False,
+                msg="artifact not staged yet (check mode)",
+            )
+        module.fail_json(msg=f"artifact {params['archive']} does not exist")
     actual = sha256_file(params["archive"])
     if actual != expected:
         module.fail_json(
-            msg="sha256 mismatch for %s: expected %s, got %s; nothing was installed"
-            % (params["archive"], expected, actual), expected_sha256=expected, actual_sha256=actual)
+            msg=f"sha256 mismatch for {params['archive']}: expected {expected}, got {actual}; "
+            "nothing was installed",
+            expected_sha256=expected,
+            actual_sha256=actual,
+        )
     if params["format"] != "binary" and not params["member"]:
-        module.fail_json(msg="member is required for a %s artifact" % params["format"])
+        module.fail_json(msg=f"member is required for a {params['format']} artifact")
 
+
+# --- install ---------------------------------------------------------------------------------
+
+
+def open_archive(module):
+    """The verified artifact opened as its format, or fail the task."""
+    params = module.params
     try:
-        archive = Archive(params["archive"], params["format"])
-    except (zipfile.BadZipfile, tarfile.TarError, IOError, OSError) as exc:
-        module.fail_json(msg="cannot read %s as %s: %s" % (params["archive"], params["format"], exc))
-    owner, group = params["owner"], params["group"]
+        return Archive(params["archive"], params["format"])
+    except (zipfile.BadZipfile, tarfile.TarError, OSError) as exc:
+        module.fail_json(msg=f"cannot read {params['archive']} as {params['format']}: {exc}")
+
+
+def copy_member(module, archive, member, dest):
+    """Write the member to dest through a temporary file in dest_dir and an atomic move."""
+    handle, tmp = tempfile.mkstemp(prefix=".emtools-", dir=module.params["dest_dir"])
     try:
-        member, error = choose_member(archive.names(), params["member"], params["format"])
-        if error:
-            module.fail_json(msg="%s: %s" % (params["archive"], error))
-        # Only a verified artifact with exactly one matching member gets a folder.
-        changed = ensure_dir(module, params["dest_dir"], owner, group, False)
-        dest = os.path.join(params["dest_dir"], params["name"] or posixpath_basename(member))
-        with archive.open(member) as stream:
-            wanted = sha256_stream(stream)
-        current = sha256_file(dest) if os.path.isfile(dest) else None
-        if current != wanted:
-            changed = True
-            if not module.check_mode:
-                handle, tmp = tempfile.mkstemp(prefix=".emtools-", dir=params["dest_dir"])
-                try:
-                    with os.fdopen(handle, "wb") as out, archive.open(member) as stream:
-                        shutil.copyfileobj(stream, out, CHUNK)
-                    module.atomic_move(tmp, dest)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
+        with os.fdopen(handle, "wb") as out, archive.open(member) as stream:
+            shutil.copyfileobj(stream, out, CHUNK)
+        module.atomic_move(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def install_member(module, archive):
+    """Install: pick the one matching member, create dest_dir, and copy the member there when
+    the installed file's sha256 differs (not in check mode).
+
+    Returns a dict: member, dest, wanted (the member's sha256), current (the installed file's,
+    None when absent) and changed.
+    """
+    params = module.params
+    member, error = choose_member(archive.names(), params["member"], params["format"])
+    if error:
+        module.fail_json(msg=f"{params['archive']}: {error}")
+    # Only a verified artifact with exactly one matching member gets a folder.
+    changed = ensure_dir(module, params["dest_dir"], params["owner"], params["group"], False)
+    dest = os.path.join(params["dest_dir"], params["name"] or posixpath_basename(member))
+    with archive.open(member) as stream:
+        wanted = sha256_stream(stream)
+    current = sha256_file(dest) if os.path.isfile(dest) else None
+    if current != wanted:
+        changed = True
+        if not module.check_mode:
+            copy_member(module, archive, member, dest)
+    return {
+        "member": member,
+        "dest": dest,
+        "wanted": wanted,
+        "current": current,
+        "changed": changed,
+    }
+
+
+def install(module):
+    """Install the verified artifact's binary (see install_member); the archive is closed after."""
+    archive = open_archive(module)
+    try:
+        return install_member(module, archive)
     finally:
         archive.close()
 
+
+# --- extras and result -----------------------------------------------------------------------
+
+
+def install_extras(module, installed, result, changed):
+    """The binary's file attributes, then the optional bin/<bin_name> link and build.json;
+    adds their paths to result and returns the updated changed flag."""
+    params = module.params
+    dest, wanted = installed["dest"], installed["wanted"]
     if not module.check_mode or os.path.exists(dest):
         file_args = module.load_file_common_arguments(params, path=dest)
         changed = module.set_fs_attributes_if_different(file_args, changed)
-    # present: the selected build is on disk now (false only in check mode before it was installed).
-    result = dict(path=dest, member=member, sha256=wanted, present=current == wanted or not module.check_mode,
-                  diff=dict(before={"path": dest, "sha256": current or "(absent)"},
-                            after={"path": dest, "sha256": wanted}))
     if params["bin_name"]:
         # bin/ holds only the command's name, so a modulefile's PATH exposes nothing else.
         bin_dir = os.path.join(params["dest_dir"], "bin")
-        changed = ensure_dir(module, bin_dir, owner, group, changed)
+        changed = ensure_dir(module, bin_dir, params["owner"], params["group"], changed)
         result["command"] = os.path.join(bin_dir, params["bin_name"])
-        changed = ensure_link(module, result["command"], "../" + os.path.basename(dest), owner, group, changed)
+        changed = ensure_link(
+            module,
+            result["command"],
+            "../" + os.path.basename(dest),
+            params["owner"],
+            params["group"],
+            changed,
+        )
     if params["manifest"] is not None:
         manifest = dict(params["manifest"], installed=dest, installed_sha256=wanted)
         result["manifest"] = os.path.join(params["dest_dir"], "build.json")
-        changed = ensure_content(module, result["manifest"], json.dumps(manifest, indent=2, sort_keys=True) + "\n",
-                                 changed)
+        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        changed = ensure_content(module, result["manifest"], text, changed)
+    return changed
+
+
+def installed_result(module, installed):
+    """The result's path, member, sha256, present and diff for the installed binary."""
+    dest, wanted, current = installed["dest"], installed["wanted"], installed["current"]
+    # present: the selected build is on disk now (false only in check mode before it was
+    # installed).
+    return {
+        "path": dest,
+        "member": installed["member"],
+        "sha256": wanted,
+        "present": current == wanted or not module.check_mode,
+        "diff": {
+            "before": {"path": dest, "sha256": current or "(absent)"},
+            "after": {"path": dest, "sha256": wanted},
+        },
+    }
+
+
+def main():
+    """Parse the arguments, verify the artifact, install its binary and the extras, report."""
+    module = build_module()
+    verify_artifact(module)
+    installed = install(module)
+    result = installed_result(module, installed)
+    changed = install_extras(module, installed, result, installed["changed"])
     module.exit_json(changed=changed, **result)
 
 
