@@ -47,15 +47,15 @@ def camera_writes_after_the_copy(
     put in place now, written a minute ago."""
     from embuffer.safecopy import transfer
 
-    verify = transfer.Transfer.verify
+    reread = transfer.Transfer.reread
 
-    def verify_then_write(self: transfer.Transfer, movie_id: int, **kwargs: object) -> float:
-        verified = verify(self, movie_id, **kwargs)  # type: ignore[arg-type]
+    def reread_then_write(self: transfer.Transfer, movie_id: int, **kwargs: object) -> float:
+        verified = reread(self, movie_id, **kwargs)  # type: ignore[arg-type]
         if source.read_bytes() == first:
             source.write_bytes(then)
         return verified
 
-    monkeypatch.setattr(transfer.Transfer, "verify", verify_then_write)
+    monkeypatch.setattr(transfer.Transfer, "reread", reread_then_write)
     source.write_bytes(first)
     a_minute_ago = time.time() - 60
     os.utime(source, (a_minute_ago, a_minute_ago))

@@ -23,6 +23,7 @@ from embuffer.leginon.placement import (
     session_buffer_folder,
     session_owner,
 )
+from embuffer.safecopy.formats import MOVIE_FORMAT_BY_SUFFIX
 
 
 def db_of(host: BufferHost) -> EmbufferDB:
@@ -57,6 +58,22 @@ def test_keys_and_destination_names():
     assert destination_name("img_1en", "a.eer", False) == "img_1en.frames.eer"
     assert destination_name("img_1en", "a.mrc", False) == "img_1en.frames.mrc"
     assert destination_name("img_1en", "20261126_1", True) == "img_1en.frames"
+
+
+@pytest.mark.parametrize("suffix", sorted(MOVIE_FORMAT_BY_SUFFIX))
+def test_every_movie_suffix_is_scanned_keyed_and_named_alike(suffix):
+    """The one suffix table decides the scan, the frames name and the buffer name."""
+    for written in (suffix, suffix.upper()):
+        name = f"20261126_1.5{written}"
+        assert is_candidate_name(name, False)
+        assert frames_key(name, False) == "20261126_1.5"
+        stored = ".tif" if written.lower() in (".tif", ".tiff") else written.lower()
+        assert destination_name("img_1en", name, False) == f"img_1en.frames{stored}"
+
+
+def test_a_sidecar_is_named_beside_its_movie():
+    assert destination_name("img_1en", "20261126_1.xml", False) == "img_1en.frames.xml"
+    assert frames_key("20261126_1.5.xml", False) == "20261126_1"
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from test_metrics import collect_once
 
 from embuffer.cli import EXIT_SOFTWARE, main
 from embuffer.config import load_config
-from embuffer.ingest import holds
+from embuffer.ingest import holds, intake
 from embuffer.ingest import worker as ingest
 from embuffer.journal import Journal
 from embuffer.report.metrics import collector as metrics
@@ -72,7 +72,7 @@ BAD = "20261126_120000_66"
 def inject(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     if step == "match":
         monkeypatch.setattr(
-            ingest, "find_image", fault(ingest.find_image, lambda _db, key, *_: key == BAD)
+            intake, "find_image", fault(intake.find_image, lambda _db, key, *_: key == BAD)
         )
     elif step == "copy":
         monkeypatch.setattr(

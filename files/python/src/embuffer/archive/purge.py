@@ -194,7 +194,7 @@ class Purger:
                 "paranoid": self.paranoid,
             }
         )
-        # The archive service commits without syncing each commit (journal.py): the primary
+        # The archive service commits without syncing each commit (journal/store.py): the primary
         # verification read for this movie must be on the device before its buffer copy goes.
         self.journal.make_durable()
         # Through the folder's descriptor: a session folder swapped for a link meanwhile

@@ -1,6 +1,6 @@
 """Completeness by frame count: a movie is whole when it holds the frames Leginon counted.
 
-The structure checks (formats.py) cannot tell a TIFF or EER writer that paused at a page
+The structure checks (safecopy/formats) cannot tell a TIFF or EER writer that paused at a page
 boundary, or an MRC writer that raises nz as it goes, from a finished file; the Leginon row
 can exist before the movie is written (Gatan's early return, Falcon's camera queue,
 BatchAcquisition). The row's CameraEMData `nframes` says how many frames to expect, but what
@@ -31,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from embuffer.config import CameraConfig
-from embuffer.ingest.scan import Candidate, Snapshot, Watch
+from embuffer.ingest.scan import Candidate
+from embuffer.ingest.settle import Snapshot, Watch
 from embuffer.journal import Journal
 from embuffer.safecopy.formats import StructureVerdict, format_of
 
@@ -97,7 +98,7 @@ class FrameCountWait:
         if count is None or not count.short:
             return False
         wait = self.camera.frame_count_settle_seconds
-        deadline = watch.snapshot.mtime_ns / 1e9 + wait
+        deadline = watch.snapshot.mtime + wait
         if time.time() < deadline:
             self.waiting[candidate.name] = (watch.snapshot, deadline)
             self.tell(

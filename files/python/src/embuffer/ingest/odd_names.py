@@ -18,8 +18,7 @@ from pathlib import Path
 import xxhash
 
 from embuffer import journal as j
-from embuffer.config import Config
-from embuffer.journal import Journal
+from embuffer.ingest.rows import CameraRows
 from embuffer.safecopy import nofollow
 from embuffer.safecopy.copy import DestinationExists, Ownership, copy_path, remove_tree_quietly
 from embuffer.safecopy.hashing import hash_path
@@ -55,12 +54,11 @@ def safe_name(name: str) -> str:
     return f"unnamed-{xxhash.xxh3_64_hexdigest(raw)}{keep}"
 
 
-def quarantine_odd_name(
-    config: Config, journal: Journal, camera: str, source: Path, problem: str
-) -> Path:
+def quarantine_odd_name(rows: CameraRows, source: Path, problem: str) -> Path:
     """Copy, verify, record, then remove the camera copy (files only: a folder with such a
     name is left where it is, and reported); returns the quarantined path."""
-    folder = config.quarantine / camera
+    config, journal = rows.config, rows.journal
+    folder = config.quarantine / rows.camera
     ownership = Ownership(file_mode=config.file_mode, dir_mode=config.dir_mode)
     os.makedirs(folder, exist_ok=True)
     dest = folder / safe_name(source.name)
@@ -76,10 +74,9 @@ def quarantine_odd_name(
     if hash_path(dest, drop_cache=True) != (size, digest):
         remove_tree_quietly(dest)
         raise OSError(f"quarantine copy {dest} re-read differently; the camera copy is kept")
-    movie_id = journal.insert_movie(
-        camera=camera,
-        kind="file",
-        source_path=printable(source),
+    movie_id = rows.open(
+        printable(source),
+        "file",
         state=j.VERIFIED,
         target="quarantine",
         dest_path=str(dest),
@@ -96,6 +93,8 @@ def quarantine_odd_name(
         os.unlink(source.name, dir_fd=folder_fd)
     with journal.transaction():
         journal.update_movie(movie_id, state=j.QUARANTINED, source_removed_at=time.time())
-        journal.event("quarantined", movie_id=movie_id, camera=camera, nbytes=size, detail=reason)
+        journal.event(
+            "quarantined", movie_id=movie_id, camera=rows.camera, nbytes=size, detail=reason
+        )
     log.warning("quarantined %s", reason)
     return dest

@@ -51,7 +51,7 @@ def quarantine_movie(
         ):
             break
     if journal.movie(movie_id).state == j.COPIED:
-        transfer.verify(movie_id)
+        transfer.reread(movie_id)
     transfer.remove_source(movie_id, j.QUARANTINED)
     movie = journal.movie(movie_id)
     journal.event(

@@ -14,25 +14,23 @@ from pathlib import Path
 
 from embuffer import journal as j
 from embuffer.config import CameraConfig, Config
-from embuffer.ingest.quarantine import quarantine_movie
+from embuffer.ingest.rows import CameraRows
 from embuffer.ingest.verifiers import Verifiers
-from embuffer.journal import Journal, Movie
+from embuffer.journal import Movie
 from embuffer.journal import queries as q
 from embuffer.safecopy.copy import Ownership
-from embuffer.safecopy.transfer import SourceRewritten, Transfer
+from embuffer.safecopy.transfer import SourceRewritten
 
 log = logging.getLogger("embuffer.recovery")
 
 
-def recover_camera(
-    config: Config, camera: CameraConfig, journal: Journal, transfer: Transfer, verifiers: Verifiers
-) -> None:
-    for movie in q.unfinished_movies(journal, camera.host):
+def recover_camera(camera: CameraConfig, rows: CameraRows, verifiers: Verifiers) -> None:
+    for movie in q.unfinished_movies(rows.journal, camera.host):
         try:
-            outcome = transfer.recover(movie)
+            outcome = rows.transfer.recover(movie)
             log.info("recover %r: %s (was %s)", movie.source_path, outcome, movie.state)
-            if outcome == "retry" and not_rescanned(config, camera, movie):
-                finish_orphan(config, camera, journal, transfer, verifiers, movie)
+            if outcome == "retry" and not_rescanned(rows.config, camera, movie):
+                finish_orphan(camera, rows, verifiers, movie)
         except SourceRewritten as rewritten:
             try:
                 verifiers.set_aside_earlier_copy(rewritten)
@@ -54,32 +52,26 @@ def not_rescanned(config: Config, camera: CameraConfig, movie: Movie) -> bool:
 
 
 def finish_orphan(
-    config: Config,
-    camera: CameraConfig,
-    journal: Journal,
-    transfer: Transfer,
-    verifiers: Verifiers,
-    movie: Movie,
+    camera: CameraConfig, rows: CameraRows, verifiers: Verifiers, movie: Movie
 ) -> None:
     """Finish a sidecar or set-aside copy that a crash interrupted."""
     if movie.target == "buffer" and movie.rel_path:
         source = movie.source
         if _movie_still_there(camera, source):
             # its movie is still on the camera share and takes it along with a row of its own
-            journal.update_movie(
+            rows.journal.update_movie(
                 movie.id, state=j.VANISHED, reason="superseded: copied with its movie"
             )
             return
+        config = rows.config
         dest = config.buffer_root / movie.rel_path
         ownership = Ownership(movie.uid, movie.gid, config.file_mode, config.dir_mode)
-        if not transfer.copy(movie.id, source, dest, ownership):
-            reason = f"a different file already exists at {dest}"
-            quarantine_movie(config, journal, transfer, movie.id, reason)
+        if not rows.transfer.copy(movie.id, source, dest, ownership):
+            rows.quarantine(movie.id, f"a different file already exists at {dest}")
             return
         verifiers.submit(movie.id)
         return
-    reason = movie.reason or "set aside; its move was interrupted by a crash"
-    quarantine_movie(config, journal, transfer, movie.id, reason)
+    rows.quarantine(movie.id, movie.reason or "set aside; its move was interrupted by a crash")
 
 
 def _movie_still_there(camera: CameraConfig, sidecar: Path) -> bool:

@@ -19,17 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from embuffer import journal as j
-from embuffer.config import Config
 from embuffer.ingest.holds import FailureTracker, retry_delay
-from embuffer.ingest.quarantine import quarantine_movie
-from embuffer.journal import Journal, JournalReplaced
+from embuffer.ingest.rows import CameraRows
+from embuffer.journal import JournalReplaced
 from embuffer.safecopy import nofollow
 from embuffer.safecopy.partials import PARTIAL_SUFFIX
 from embuffer.safecopy.transfer import (
     Pending,
     SourceBusy,
     SourceRewritten,
-    Transfer,
     VerificationFailed,
 )
 
@@ -48,18 +46,15 @@ Unexpected = Callable[[Path | None, Exception, str], None]
 class Verifiers:
     def __init__(
         self,
-        config: Config,
-        camera: str,
-        journal: Journal,
-        transfer: Transfer,
+        rows: CameraRows,
         failures: FailureTracker,
         unexpected: Unexpected,
         stop_service: threading.Event,
     ) -> None:
-        self.config = config
-        self.camera = camera
-        self.journal = journal
-        self.transfer = transfer
+        self.rows = rows
+        self.camera = rows.camera
+        self.journal = rows.journal
+        self.transfer = rows.transfer
         self.failures = failures
         self.unexpected = unexpected
         self.stop_service = stop_service
@@ -126,7 +121,7 @@ class Verifiers:
             try:
                 self.verify(item)
             except JournalReplaced as error:
-                # nothing irreversible may follow: the whole service stops (cli.py exits 74)
+                # nothing irreversible may follow: the whole service stops (cli/ exits 74)
                 log.critical("%s", error)
                 self.stop_service.set()
                 return
@@ -175,7 +170,7 @@ class Verifiers:
             return True  # the copy is gone, the camera file is there: the next pass copies
         verified_at = None
         if movie.state == j.COPIED:
-            verified_at = self.transfer.verify(movie_id, record=False)
+            verified_at = self.transfer.reread(movie_id, record=False)
         quarantined = movie.target == "quarantine"
         final, event = (j.QUARANTINED, "quarantined") if quarantined else (j.DONE, "ingested")
         self.transfer.remove_source(movie_id, final, verified_at=verified_at, event=event)
@@ -230,7 +225,7 @@ class Verifiers:
 
     # ---- quarantine ----------------------------------------------------------------------
     def quarantine(self, movie_id: int, reason: str) -> None:
-        quarantine_movie(self.config, self.journal, self.transfer, movie_id, reason)
+        self.rows.quarantine(movie_id, reason)
 
     def set_aside_earlier_copy(self, rewritten: SourceRewritten) -> None:
         """The camera rewrote a file with other bytes after its copy: the earlier copy is a
@@ -243,14 +238,7 @@ class Verifiers:
             "bytes after this was copied"
         )
         aside = free_aside_name(rewritten.earlier)
-        earlier_id = self.journal.insert_movie(
-            camera=self.camera,
-            kind="file",
-            source_path=str(aside),
-            state=j.SEEN,
-            target="quarantine",
-            reason=reason,
-        )
+        earlier_id = self.rows.open(str(aside), "file", target="quarantine", reason=reason)
         self.journal.make_durable()  # the row before the rename: the copy is never unknown
         self.transfer.rename_aside(rewritten.earlier, aside)
         self.transfer.copy_again(rewritten.movie_id, "the earlier copy goes to quarantine")

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from embuffer.leginon.db import LeginonDB, SchemaMissing
+from embuffer.safecopy.formats import format_of, movie_suffix
 
 IMAGE_TABLES = ("AcquisitionImageData", "DarkImageData", "BrightImageData", "NormImageData")
-FRAME_SUFFIXES = (".mrc", ".tif", ".eer")
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,21 @@ def frames_key(name: str, is_dir: bool) -> str:
     """The `frames name` to look up: the stem for a file, the full name for a folder."""
     if is_dir:
         return name
-    for suffix in (".mrc", ".tif", ".eer", ".tiff", ".mrcs"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
+    suffix = movie_suffix(name)
+    if suffix:
+        return name[: -len(suffix)]
     return name.split(".", 1)[0]
 
 
 def destination_name(image_filename: str, source_name: str, is_dir: bool) -> str:
+    """The name a camera file takes on the buffer, where Appion looks for it: the image's
+    filename + `.frames` + the file's own extension. A movie's sidecar is named by the same
+    rule, so it lands beside its movie (`<image>.frames.xml`)."""
     if is_dir:
         return f"{image_filename}.frames"
-    lower = source_name.lower()
-    extension = ".tif" if lower.endswith((".tif", ".tiff")) else os.path.splitext(lower)[1]
+    # Appion looks for .frames.tif, whichever of the two TIFF suffixes the camera wrote.
+    is_tiff = format_of(source_name) == "tiff"
+    extension = ".tif" if is_tiff else os.path.splitext(source_name.lower())[1]
     return f"{image_filename}.frames{extension}"
 
 
