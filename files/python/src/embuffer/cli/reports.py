@@ -13,11 +13,14 @@ from embuffer.journal import Journal
 
 def cmd_config_check(config: Config, _args: argparse.Namespace) -> int:
     from embuffer.config import runtime_warnings
+    from embuffer.leginon.frames_index import report_line
     from embuffer.report.registration import camera_registration_problems
 
     warnings = runtime_warnings(config) + camera_registration_problems(config)
     for warning in warnings:
         print(f"  - {warning}")
+    # information, never a problem: embuffer works without the index
+    print(f"  note: {report_line(config.db_credentials)}")
     verdict = "OK" if not warnings else f"{len(warnings)} problem(s) stop part of the work now"
     print(
         f"{config.path}: {verdict} ({len(config.cameras)} camera(s), buffer {config.buffer_root})"

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
-from embuffer.leginon.db import LeginonDB, SchemaMissing
+from embuffer.leginon.db import LeginonDB
+from embuffer.leginon.image_query import image_rows
 from embuffer.safecopy.formats import format_of, movie_suffix
-
-IMAGE_TABLES = ("AcquisitionImageData", "DarkImageData", "BrightImageData", "NormImageData")
 
 
 @dataclass(frozen=True)
@@ -75,90 +73,44 @@ def destination_name(image_filename: str, source_name: str, is_dir: bool) -> str
     return f"{image_filename}.frames{extension}"
 
 
-# What each optional column means when a database is older than it.
-_CAMERA_COLUMNS = (
-    ("align frames", "align_frames", "no row is taken for an aligned-frame sum"),
-    ("frame flip", "frame_flip", "references are not flipped"),
-    ("frame rotate", "frame_rotate", "references are not rotated"),
-    ("nframes", "nframes", "the frame count is unknown: completeness by timing alone"),
-)
-_ACQUISITION_REFS = (
-    ("REF|NormImageData|norm", "norm_id", "no norm reference is written"),
-    ("REF|DarkImageData|dark", "dark_id", "no dark reference is written"),
-    ("REF|CorrectorPlanData|corrector plan", "plan_id", "no defect plan is written"),
-)
+# explain_miss looks this many times further back than check_days, at most a year: far
+# enough to tell "too old" from "unknown" for any file still on a camera share, and bounded,
+# because a lookup over all of a facility's years reads millions of rows.
+EXPLAIN_FACTOR = 10
+EXPLAIN_DAYS_CAP = 365
 
 
-def _candidates(
-    db: LeginonDB, table: str, key: str, camera_host: str | None, check_days: int | None
-) -> list[dict[str, Any]]:
-    """Image rows of one table whose camera saved frames under `key`; a table this
-    leginondb does not have yet (no image of that kind was ever taken) holds none."""
-    if not db.has_table(table, assumed="no images of that kind can match"):
-        return []
-    if not db.has_table("CameraEMData", assumed="no camera file can match any image"):
-        return []
-    columns = [
-        "i.`DEF_id` AS image_id",
-        "i.`filename` AS filename",
-        "i.`REF|SessionData|session` AS session_id",
-        "c.`DEF_id` AS camera_em_id",
-        "c.`REF|InstrumentData|ccdcamera` AS instrument_id",
-        "inst.`hostname` AS camera_host",
-    ]
-    for column, alias, assumed in _CAMERA_COLUMNS:
-        columns.append(
-            f"{db.column_or_null('CameraEMData', 'c', column, assumed=assumed)} AS {alias}"
-        )
-    if table == "AcquisitionImageData":
-        for column, alias, assumed in _ACQUISITION_REFS:
-            columns.append(f"{db.column_or_null(table, 'i', column, assumed=assumed)} AS {alias}")
-    sql = (
-        f"SELECT {', '.join(columns)} FROM `{table}` i "
-        "JOIN `CameraEMData` c ON c.`DEF_id` = i.`REF|CameraEMData|camera` "
-        "JOIN `InstrumentData` inst ON inst.`DEF_id` = c.`REF|InstrumentData|ccdcamera` "
-        "WHERE c.`frames name` = %s"
-    )
-    args: list[Any] = [key]
-    if camera_host is not None:
-        sql += " AND inst.`hostname` = %s"
-        args.append(camera_host)
-    if check_days is not None:
-        sql += " AND i.`DEF_timestamp` >= NOW() - INTERVAL %s DAY"
-        args.append(check_days)
-    sql += " ORDER BY i.`DEF_id` DESC LIMIT 20"
-    try:
-        return db.rows(sql, args)
-    except SchemaMissing as missing:  # dropped or altered since the columns were read
-        db.note_missing(f"part of {table} ({missing})", "no images from there this time")
-        return []
+def explain_days(check_days: int) -> int:
+    """How far back explain_miss looks for a frames name, in days."""
+    return max(check_days, min(check_days * EXPLAIN_FACTOR, EXPLAIN_DAYS_CAP))
 
 
 def find_image(db: LeginonDB, key: str, camera_host: str, check_days: int) -> ImageMatch | None:
-    for table in IMAGE_TABLES:
-        for row in _candidates(db, table, key, camera_host, check_days):
-            if row["align_frames"]:
-                continue  # an aligned sum saved under the same frames name: not the movie
-            return ImageMatch(
-                table=table,
-                image_id=int(row["image_id"]),
-                filename=str(row["filename"]),
-                session_id=int(row["session_id"]),
-                camera_em_id=int(row["camera_em_id"]),
-                instrument_id=int(row["instrument_id"]),
-                frame_flip=bool(row["frame_flip"]),
-                frame_rotate=int(row["frame_rotate"] or 0),
-                nframes=int(row["nframes"]) if row["nframes"] is not None else None,
-                norm_id=row.get("norm_id"),
-                dark_id=row.get("dark_id"),
-                plan_id=row.get("plan_id"),
-            )
+    for row in image_rows(db, key, camera_host, check_days, movie_only=True):
+        if row["align_frames"]:
+            continue  # an aligned sum saved under the same frames name: not the movie
+        return ImageMatch(
+            table=row["table"],
+            image_id=int(row["image_id"]),
+            filename=str(row["filename"]),
+            session_id=int(row["session_id"]),
+            camera_em_id=int(row["camera_em_id"]),
+            instrument_id=int(row["instrument_id"]),
+            frame_flip=bool(row["frame_flip"]),
+            frame_rotate=int(row["frame_rotate"] or 0),
+            nframes=int(row["nframes"]) if row["nframes"] is not None else None,
+            norm_id=row.get("norm_id"),
+            dark_id=row.get("dark_id"),
+            plan_id=row.get("plan_id"),
+        )
     return None
 
 
 def explain_miss(db: LeginonDB, key: str, camera_host: str, check_days: int) -> Miss:
-    """Classify a failed match: another camera host, too old, only aligned sums, or unknown."""
-    rows = [row for table in IMAGE_TABLES for row in _candidates(db, table, key, None, None)]
+    """Classify a failed match: another camera host, too old, only aligned sums, or unknown,
+    from the images of the last explain_days(check_days) days."""
+    days = explain_days(check_days)
+    rows = image_rows(db, key, None, days)
     hosts = sorted({str(row["camera_host"]) for row in rows if not row["align_frames"]})
     if camera_host in hosts:
         return Miss(
@@ -170,7 +122,10 @@ def explain_miss(db: LeginonDB, key: str, camera_host: str, check_days: int) -> 
         )
     if rows:
         return Miss(f"frames name '{key}' matches only aligned-frame sums")
-    return Miss(f"no Leginon image has frames name '{key}' for camera host {camera_host}")
+    return Miss(
+        f"no Leginon image has frames name '{key}' for camera host {camera_host} "
+        f"(nor for any other) within the last {days} days"
+    )
 
 
 def load_session(db: LeginonDB, session_id: int) -> Session:

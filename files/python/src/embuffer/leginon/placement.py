@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from embuffer.leginon.db import LeginonDB, SchemaMissing
 from embuffer.leginon.matching import Session
@@ -23,6 +24,13 @@ def derive_buffer_frame_path(image_path: str, base_path: str, append_full_head: 
     if append_full_head:
         return base_path.rstrip("/") + head.rstrip("/") + tail
     return base_path.rstrip("/") + tail
+
+
+def newest(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row with the highest DEF_id. Picked here rather than by `ORDER BY DEF_id DESC
+    LIMIT 1`, which lets MariaDB walk the primary key backwards through a whole table when no
+    row matches; the rows of one camera or one session are a handful."""
+    return max(rows, key=lambda row: int(row["id"]), default=None)
 
 
 @dataclass(frozen=True)
@@ -45,13 +53,12 @@ def newest_buffer_host(db: LeginonDB, instrument_id: int) -> BufferHost | None:
     rows = db.rows(
         "SELECT b.`DEF_id` AS id, b.`buffer hostname` AS hostname, "
         f"b.`buffer base path` AS base_path, b.`disabled`, {flag} AS append_full_head "
-        "FROM `BufferHostData` b WHERE b.`REF|InstrumentData|ccdcamera` = %s "
-        "ORDER BY b.`DEF_id` DESC LIMIT 1",
+        "FROM `BufferHostData` b WHERE b.`REF|InstrumentData|ccdcamera` = %s",
         (instrument_id,),
     )
-    if not rows:
+    row = newest(rows)
+    if row is None:
         return None
-    row = rows[0]
     return BufferHost(
         row_id=int(row["id"]),
         hostname=str(row["hostname"] or ""),
@@ -84,12 +91,12 @@ def recorded_frame_path(db: LeginonDB, session_id: int, host_row: int) -> str | 
     ):
         return None
     rows = db.rows(
-        "SELECT `buffer frame path` AS path FROM `BufferFramePathData` "
-        "WHERE `REF|SessionData|session` = %s AND `REF|BufferHostData|host` = %s "
-        "ORDER BY `DEF_id` DESC LIMIT 1",
+        "SELECT `DEF_id` AS id, `buffer frame path` AS path FROM `BufferFramePathData` "
+        "WHERE `REF|SessionData|session` = %s AND `REF|BufferHostData|host` = %s",
         (session_id, host_row),
     )
-    return str(rows[0]["path"]) if rows and rows[0]["path"] else None
+    row = newest(rows)
+    return str(row["path"]) if row is not None and row["path"] else None
 
 
 def record_frame_path(db: LeginonDB, session_id: int, host_row: int, folder: str) -> bool:
@@ -124,9 +131,11 @@ def session_buffer_folder(
 
     Enabled row: the registered buffer frame path (the BufferFramePathData row, inserted on
     first use like Leginon does, after the folder is known to lie under the buffer root).
-    Disabled row (outage mode): the same layout under that row's base path, not registered;
-    `register_outage_sessions` records it once the row is enabled again, so Appion's lookup
-    (buffer frame path first while enabled) finds these frames after the outage.
+    Disabled row (outage mode): the session's BufferFramePathData row for that host row when
+    it has one (a session moved by change_buffer_frame_path.py stays where it was moved), else
+    the same layout under that row's base path, not registered; `register_outage_sessions`
+    records it once the row is enabled again, so Appion's lookup (buffer frame path first
+    while enabled) finds these frames after the outage.
     """
     host = newest_buffer_host(db, instrument_id)
     if host is None:
@@ -136,15 +145,23 @@ def session_buffer_folder(
             "buffer for it (site.yml, embuffer_registration) or take it out of [[camera]]"
         )
     base = host.base_path or buffer_root
-    if not host.disabled:
-        existing = recorded_frame_path(db, session.session_id, host.row_id)
-        if existing is not None:
-            if not contained(existing, buffer_root):
-                return Refusal(
-                    f"recorded buffer frame path {existing} is outside the buffer root "
-                    f"{buffer_root}"
-                )
-            return Placement(existing, True, "BufferFramePathData", host.row_id)
+    # The session's row for this host row is where Appion looks while the row is enabled,
+    # and again once an outage enables it: frames taken during an outage go there too, so a
+    # session moved by change_buffer_frame_path.py keeps all its frames in one folder.
+    existing = recorded_frame_path(db, session.session_id, host.row_id)
+    if existing is not None:
+        if not contained(existing, buffer_root):
+            return Refusal(
+                f"recorded buffer frame path {existing} is outside the buffer root {buffer_root}"
+            )
+        if host.disabled:
+            return Placement(
+                existing,
+                False,
+                "BufferHostData disabled: its BufferFramePathData row",
+                host.row_id,
+            )
+        return Placement(existing, True, "BufferFramePathData", host.row_id)
     folder = derive_buffer_frame_path(session.image_path, base, host.append_full_head)
     if folder is None:
         return Refusal(

@@ -1,7 +1,8 @@
 """What `embuffer status` reports, computed from the journal with indexed queries only.
 
 Kept cheap on purpose (a journal of a million movies answers in well under a second): counts
-come from the state index, rates from the events index over a recent window.
+come from the state index, rates from the events index over a recent window. The one line
+about leginondb (its `frames name` index, frames_index.py) is asked at most every ten minutes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from embuffer.config import Config
 from embuffer.ingest.holds import failing_files
 from embuffer.journal import Journal, events
 from embuffer.journal import queries as q
+from embuffer.leginon.frames_index import STATUS_RECHECK_SECONDS, report_line
 
 RATE_WINDOW_SECONDS = 600.0
 
@@ -67,6 +69,8 @@ class Status:
     cameras: list[CameraStatus] = field(default_factory=list)
     archive: ArchiveStatus | None = None
     buffer: BufferStatus | None = None
+    # whether leginondb's CameraEMData has a `frames name` index (and, if not, how to add it)
+    frames_name_index: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,6 +160,7 @@ def collect(config: Config, journal: Journal) -> Status:
         cameras=[camera_status(journal, c.host, str(c.path), now) for c in config.cameras],
         archive=archive_status(config, journal, now),
         buffer=buffer_status(config, journal, now),
+        frames_name_index=report_line(config.db_credentials, max_age=STATUS_RECHECK_SECONDS),
     )
 
 
@@ -237,4 +242,6 @@ def render(status: Status) -> str:
                 f"  outage since {buffer.outage.get('start')}: "
                 f"{buffer.outage.get('reason')} ({buffer.outage.get('by')})"
             )
+    if status.frames_name_index:
+        lines.append(f"leginondb: {status.frames_name_index}")
     return "\n".join(lines)
