@@ -59,6 +59,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# mfusepy takes libfuse2 when both are installed (smbnetfs, for the camera-share tests, brings
+# libfuse2), and libfuse2's mount refuses a mount point that is not empty: ask for libfuse3.
+os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")
+
 ROOT = 1
 CONTROL_SYNC = ".powercut-sync-"  # looking up a name starting so makes everything durable
 CONTROL_CUT = ".powercut-cut-"  # ... and one starting so cuts the power (nobody is killed)

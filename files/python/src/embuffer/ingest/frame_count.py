@@ -114,5 +114,8 @@ class FrameCountWait:
         )
         return False
 
+    def waits_for(self, name: str) -> bool:
+        return name in self.waiting
+
     def forget(self, name: str) -> None:
         self.waiting.pop(name, None)

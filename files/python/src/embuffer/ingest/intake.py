@@ -66,7 +66,7 @@ class Intake:
     ) -> bool:
         """Process one settled candidate; True when it has left the camera share's queue.
         With retry (`quarantine retry`), a file that still finds no place is left as it is."""
-        movie_id = self._row_to_work_on(candidate, first_seen)
+        movie_id = self._row_to_work_on(candidate, first_seen, watch)
         if movie_id is None:
             return True
         key = frames_key(candidate.name, candidate.is_dir)
@@ -86,13 +86,20 @@ class Intake:
             return False
         return self._to_buffer(movie_id, candidate, match, retry=retry)
 
-    def _row_to_work_on(self, candidate: Candidate, first_seen: float) -> int | None:
+    def _row_to_work_on(
+        self, candidate: Candidate, first_seen: float, watch: Watch | None
+    ) -> int | None:
         """The candidate's journal row (opened now if it has none), or None when its copy
         needs nothing from this pass."""
         source = str(candidate.path)
         movie = self.journal.active_movie_for_source(self.camera.host, source)
         if movie is None:
-            closed_at = candidate.path.stat(follow_symlinks=False).st_mtime
+            # the settle judgement's own stat, not another request to the camera PC
+            closed_at = (
+                watch.snapshot.mtime
+                if watch is not None
+                else candidate.path.stat(follow_symlinks=False).st_mtime
+            )
             return self.rows.open_candidate(candidate, first_seen=first_seen, closed_at=closed_at)
         if movie.state not in (j.COPYING, j.COPIED, j.VERIFIED):
             return movie.id

@@ -5,6 +5,11 @@ partial one) and the next scan of the camera folder offers their file again. Two
 row have a file that no scan offers again, so they are finished here: a sidecar whose movie
 has already left the camera share, and an earlier copy set aside from the buffer (their rows,
 with where they go, are written before the step that would make them unreachable).
+
+A row still `seen` (a file that waited: nothing was written for it anywhere) needs nothing
+but a look at whether its file is still there, and the first listing of the camera folder
+answers that for all of them at once: a stat of each of thousands of waiting files at every
+start would delay the first movie by as many requests to the camera PC.
 """
 
 from __future__ import annotations
@@ -18,14 +23,21 @@ from embuffer.ingest.rows import CameraRows
 from embuffer.ingest.verifiers import Verifiers
 from embuffer.journal import Movie
 from embuffer.journal import queries as q
+from embuffer.safecopy import leftovers
 from embuffer.safecopy.copy import Ownership
 from embuffer.safecopy.transfer import SourceRewritten
 
 log = logging.getLogger("embuffer.recovery")
 
 
-def recover_camera(camera: CameraConfig, rows: CameraRows, verifiers: Verifiers) -> None:
+def recover_camera(camera: CameraConfig, rows: CameraRows, verifiers: Verifiers) -> list[Movie]:
+    """Repair what needs it; returns the waiting rows to check against the first listing
+    (`vanished_from_listing`)."""
+    waiting: list[Movie] = []
     for movie in q.unfinished_movies(rows.journal, camera.host):
+        if waits_on_the_share(camera, movie):
+            waiting.append(movie)
+            continue
         try:
             outcome = rows.transfer.recover(movie)
             log.info("recover %r: %s (was %s)", movie.source_path, outcome, movie.state)
@@ -38,6 +50,26 @@ def recover_camera(camera: CameraConfig, rows: CameraRows, verifiers: Verifiers)
                 log.error("earlier copy of %r not set aside: %r", movie.source_path, error)
         except Exception as error:  # noqa: BLE001 - the camera starts anyway; retried later
             log.error("recover %r failed: %r; will retry", movie.source_path, error)
+    return waiting
+
+
+def waits_on_the_share(camera: CameraConfig, movie: Movie) -> bool:
+    """A row of a file that only waited: seen, nothing written for it, a scan offers it."""
+    source = Path(movie.source_path or "")
+    return (
+        movie.state == j.SEEN
+        and not movie.dest_path
+        and movie.kind != "sidecar"
+        and source.parent == camera.path
+    )
+
+
+def vanished_from_listing(rows: CameraRows, waiting: list[Movie], listed: set[str]) -> None:
+    """Rows of waiting files that are not in the camera folder any more: recorded as gone."""
+    for movie in waiting:
+        if movie.source_path not in listed:
+            outcome = leftovers.source_gone(rows.journal, movie)
+            log.info("recover %r: %s (was %s)", movie.source_path, outcome, movie.state)
 
 
 def not_rescanned(config: Config, camera: CameraConfig, movie: Movie) -> bool:

@@ -3,7 +3,9 @@ settle.py).
 
 Camera shares are CIFS mounts, which deliver no inotify events, so embuffer polls with one
 os.scandir per interval (cheap: one directory read) and re-stats only the pending files in
-between. Symbolic links are never followed.
+between. The listing gives names and types only: over SMB a file's size and mtime cost a
+request of their own, so files that settled and wait are stat'ed only when they are due for a
+look (waiting.py). Symbolic links are never followed.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ its structure (MRC header, TIFF/EER page chain) says it is whole; formats withou
 structure check need the longer unstructured window. One whose structure says incomplete
 while nobody writes to it any more (a camera program that crashed mid-movie) is "abandoned"
 after the grace period. Symbolic links are never followed.
+
+Every stat and structure open is counted (load.py): they are requests the camera PC's file
+server answers. A file judged settled keeps its snapshot and verdict (`remember` seeds them
+back after a restart), so it is opened again only when a later stat finds it changed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from embuffer.ingest.load import ShareOps
 from embuffer.ingest.scan import Candidate
 from embuffer.safecopy.formats import StructureVerdict, check_structure
 
@@ -73,14 +78,19 @@ class SettleTracker:
     unstructured_settle_seconds: float
     grace_seconds: float
     watches: dict[str, Watch] = field(default_factory=dict)
+    ops: ShareOps = field(default_factory=ShareOps)
 
     def observe(self, candidate: Candidate, now: float | None = None) -> Watch | None:
         now = time.monotonic() if now is None else now
+        self.ops.stats += 1
         try:
             snapshot = Snapshot.of(candidate)
         except FileNotFoundError:
             self.watches.pop(candidate.name, None)
             return None
+        if candidate.is_dir:  # the walk read each of its folders and stat'ed each member
+            self.ops.listings += 1
+            self.ops.stats += snapshot.entries
         watch = self.watches.get(candidate.name)
         if watch is None or watch.snapshot != snapshot:
             watch = Watch(
@@ -90,6 +100,26 @@ class SettleTracker:
         else:
             watch.observations += 1
         return watch
+
+    def remember(
+        self,
+        candidate: Candidate,
+        snapshot: Snapshot,
+        verdict: StructureVerdict | None,
+        settled_at: float,
+    ) -> None:
+        """A file an earlier run judged settled (journal.waiting_files): the next stat that
+        finds the same snapshot confirms it without opening the file again."""
+        stable_for = max(0.0, time.time() - settled_at)
+        self.watches[candidate.name] = Watch(
+            candidate,
+            snapshot,
+            time.monotonic() - stable_for,
+            settled_at,
+            verdict,
+            snapshot if verdict is not None else None,
+            observations=2,  # the earlier run's looks agreed
+        )
 
     def forget(self, name: str) -> None:
         self.watches.pop(name, None)
@@ -126,6 +156,7 @@ class SettleTracker:
         if watch.candidate.is_dir:
             return StructureVerdict(None, "folder: timing only")
         if watch.verdict is None or watch.verdict_for != watch.snapshot:
+            self.ops.opens += 1
             watch.verdict = check_structure(watch.candidate.path)
             watch.verdict_for = watch.snapshot
         return watch.verdict

@@ -7,6 +7,10 @@ passes over the camera folder and takes each file through them: settled (settle.
 that can be stored (odd_names.py), its frames all there (frame_count.py); what happens to a
 settled file is decided in intake.py, and the irreversible steps live in transfer.py.
 
+A pass looks at new and pending files first, then at a ration of the settled files that wait
+on the share (waiting.py): a backlog costs neither a new movie's time nor a request per file
+and poll; what the camera costs leginondb and the share is counted (load.py).
+
 No thread of a camera dies of one file: an exception nobody foresaw is logged with the file
 it concerns, counted (`unexpected_error` events), and the file is retried later while the
 camera goes on with the next one; a file that keeps failing is held on the camera share
@@ -28,14 +32,16 @@ from embuffer.config import CameraConfig, Config
 from embuffer.ingest.frame_count import FrameCountWait
 from embuffer.ingest.holds import FailureTracker
 from embuffer.ingest.intake import Intake
+from embuffer.ingest.load import LoadRecorder, ShareOps
 from embuffer.ingest.odd_names import odd_name_problem, printable, quarantine_odd_name
 from embuffer.ingest.placing import Placements
-from embuffer.ingest.recovery import recover_camera
+from embuffer.ingest.recovery import recover_camera, vanished_from_listing
 from embuffer.ingest.rows import CameraRows
 from embuffer.ingest.scan import Candidate, list_candidates
-from embuffer.ingest.settle import SettleTracker
+from embuffer.ingest.settle import SettleTracker, Watch
 from embuffer.ingest.verifiers import Verifiers
-from embuffer.journal import Journal
+from embuffer.ingest.waiting import BACKLOG_SECONDS_PER_PASS, WaitingFiles
+from embuffer.journal import Journal, Movie
 from embuffer.journal import queries as q
 from embuffer.leginon.credentials import read_credentials
 from embuffer.leginon.db import Backoff, DatabaseUnavailable, LeginonDB
@@ -67,9 +73,17 @@ class CameraIngest:
         self.db = LeginonDB(read_credentials(config.db_credentials))
         self.transfer = Transfer(journal, stop)
         self.rows = CameraRows(config, camera.host, journal, self.transfer)
+        self.share = ShareOps()
         self.tracker = SettleTracker(
-            camera.settle_seconds, camera.unstructured_settle_seconds, camera.grace_minutes * 60
+            camera.settle_seconds,
+            camera.unstructured_settle_seconds,
+            camera.grace_minutes * 60,
+            ops=self.share,
         )
+        self.waiting = WaitingFiles(journal, camera.host, camera.path, camera.grace_minutes * 60)
+        self.waiting.restore(self.tracker)
+        self.load = LoadRecorder(journal, camera.host, self.db, self.share)
+        self._unlisted_rows: list[Movie] | None = None  # waiting rows to check at a listing
         self.backoff = Backoff()
         self.failures = FailureTracker(journal, camera.host)
         # copies waiting to be published, verified and released by the verifier threads
@@ -87,19 +101,36 @@ class CameraIngest:
     # ---- lifecycle ---------------------------------------------------------------------
     def recover(self) -> None:
         """Finish or undo whatever a previous run of this camera left mid-flight."""
-        recover_camera(self.camera, self.rows, self.verifiers)
+        self._unlisted_rows = recover_camera(self.camera, self.rows, self.verifiers)
+
+    def list_candidates(self) -> list[Candidate]:
+        """One read of the camera folder: names and types, no per-file request."""
+        self.share.listings += 1
+        candidates = list_candidates(self.camera.path, self._warned)
+        listed = {str(candidate.path) for candidate in candidates}
+        self.failures.forget_missing(listed)
+        if self._unlisted_rows is not None:
+            vanished_from_listing(self.rows, self._unlisted_rows, listed)
+            self._unlisted_rows = None
+        return candidates
 
     def run_forever(self) -> None:
         self.verifiers.start()
         self.recover()
+        try:
+            self._loop()
+        finally:
+            self.load.flush()
+        self.verifiers.stop()
+
+    def _loop(self) -> None:
         last_scan = 0.0
         candidates: list[Candidate] = []
         while not self.stop.is_set():
             now = time.monotonic()
             try:
                 if now - last_scan >= self.camera.poll_seconds:
-                    candidates = list_candidates(self.camera.path, self._warned)
-                    self.failures.forget_missing({str(c.path) for c in candidates})
+                    candidates = self.list_candidates()
                     last_scan = now
                 self.run_pass(candidates, first_sight_ok=False)
                 self.verifiers.requeue_due()
@@ -114,7 +145,6 @@ class CameraIngest:
                 raise RuntimeError(f"the verifier threads of camera {self.camera.host} died")
             # Pending files are re-stated often so a file is picked up as soon as it settles.
             self.stop.wait(0.2)
-        self.verifiers.stop()
 
     def _housekeeping(self, now: float) -> None:
         """Journal what the database lacks (once per gap), and after an outage record where
@@ -125,6 +155,7 @@ class CameraIngest:
                 camera=self.camera.host,
                 detail=f"leginondb has no {what}: {assumed}",
             )
+        self.load.flush_if_due(now)
         if now - self._last_registration >= REGISTRATION_SECONDS:
             self._last_registration = now
             try:
@@ -136,95 +167,146 @@ class CameraIngest:
         self.verifiers.start()
         try:
             self.recover()
-            candidates = list_candidates(self.camera.path, self._warned)
+            candidates = self.list_candidates()
             result = self.run_pass(candidates, first_sight_ok=True)
             self._housekeeping(time.monotonic())
         finally:
             self.verifiers.stop()
+            self.load.flush()
         # steps to retry later (a camera file still held open): the next run takes them up
         result.waiting += self.verifiers.pending_retries()
         return result
 
     # ---- one pass over the folder ------------------------------------------------------
     def run_pass(self, candidates: list[Candidate], *, first_sight_ok: bool) -> PassResult:
+        """New and pending files first, then the waiting files that are due, rationed (a
+        one-shot pass looks at every file)."""
         result = PassResult()
         if not self.backoff.ready():
             result.waiting = len(candidates)
             return result
         self._forget_gone(candidates)
-        for candidate in candidates:
+        pending, due, later = self.waiting.plan(candidates, all_due=first_sight_ok)
+        result.waiting += later
+        whole = self._through(pending, result, first_sight_ok=first_sight_ok)
+        if whole:
+            whole = self._through(due, result, first_sight_ok=first_sight_ok, rationed=True)
+        if whole:
+            self.backoff.succeeded()
+        return result
+
+    def _through(
+        self,
+        candidates: list[Candidate],
+        result: PassResult,
+        *,
+        first_sight_ok: bool,
+        rationed: bool = False,
+    ) -> bool:
+        """Take `candidates` in order; False when the pass must end here (stop, database
+        gone, buffer full). A rationed list ends early, for this pass, when the ration or
+        the pass's time for it runs out."""
+        ends = time.monotonic() + BACKLOG_SECONDS_PER_PASS
+        for index, candidate in enumerate(candidates):
             if self.stop.is_set():
-                break
+                return False
             if not self.failures.ready(str(candidate.path)) or not self.placements.due(
                 candidate.name
             ):
                 result.waiting += 1  # failed or refused lately: not due yet
                 continue
-            try:
-                taken = self._take(candidate, first_sight_ok=first_sight_ok)
-                if taken:
-                    result.handled += 1
-                elif taken is False:
-                    result.waiting += 1
-            except DatabaseUnavailable as error:
-                delay = self.backoff.failed()
-                self.journal.event("db_error", camera=self.camera.host, detail=str(error))
-                log.error("%s; files stay on the camera share, retry in %.0f s", error, delay)
-                result.errors.append(str(error))
-                break
-            except (CopyAborted, SourceChanged) as error:
-                log.info("copy of %r not finished: %s; will retry", candidate.name, error)
-            except OSError as error:
-                result.errors.append(f"{candidate.name}: {error}")
-                self.journal.event(
-                    "error", camera=self.camera.host, detail=f"{candidate.name!r}: {error}"
-                )
-                log.error(
-                    "ingest %r failed: %s; it stays on the camera share", candidate.name, error
-                )
-                if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-                    self.backoff.failed()
-                    break
-            except Exception as error:  # noqa: BLE001 - one bad file must not stop a camera
-                result.errors.append(f"{candidate.name}: {error!r}")
-                self._unexpected(candidate.path, error, "ingest")
-        else:
-            self.backoff.succeeded()
-        return result
+            if rationed and not first_sight_ok and not self._rationed_look(ends):
+                result.waiting += len(candidates) - index
+                return True
+            if not self._one(candidate, result, first_sight_ok=first_sight_ok):
+                return False
+        return True
+
+    def _rationed_look(self, ends: float) -> bool:
+        return time.monotonic() < ends and self.waiting.ration.take()
+
+    def _one(self, candidate: Candidate, result: PassResult, *, first_sight_ok: bool) -> bool:
+        try:
+            taken = self._take(candidate, first_sight_ok=first_sight_ok)
+            if taken:
+                result.handled += 1
+            elif taken is False:
+                result.waiting += 1
+        except DatabaseUnavailable as error:
+            delay = self.backoff.failed()
+            self.journal.event("db_error", camera=self.camera.host, detail=str(error))
+            log.error("%s; files stay on the camera share, retry in %.0f s", error, delay)
+            result.errors.append(str(error))
+            return False
+        except (CopyAborted, SourceChanged) as error:
+            log.info("copy of %r not finished: %s; will retry", candidate.name, error)
+        except OSError as error:
+            result.errors.append(f"{candidate.name}: {error}")
+            self.journal.event(
+                "error", camera=self.camera.host, detail=f"{candidate.name!r}: {error}"
+            )
+            log.error("ingest %r failed: %s; it stays on the camera share", candidate.name, error)
+            if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                self.backoff.failed()
+                return False
+        except Exception as error:  # noqa: BLE001 - one bad file must not stop a camera
+            result.errors.append(f"{candidate.name}: {error!r}")
+            self._unexpected(candidate.path, error, "ingest")
+        return True
 
     def _forget_gone(self, candidates: list[Candidate]) -> None:
         names = {candidate.name for candidate in candidates}
-        for name in list(self.tracker.watches):
-            if name not in names:
-                self.tracker.forget(name)
-                self.frame_wait.forget(name)
-                self.placements.forget(name)
+        gone = [name for name in self.tracker.watches if name not in names]
+        for name in gone:
+            self.tracker.forget(name)
+            self.frame_wait.forget(name)
+            self.placements.forget(name)
+        self.waiting.forget(*gone)
 
     def _take(self, candidate: Candidate, *, first_sight_ok: bool) -> bool | None:
         """One candidate through this pass: True when it has left the camera share's queue,
         False while it waits, None when it vanished meanwhile."""
         watch = self.tracker.observe(candidate)
         if watch is None:
+            self.waiting.forget(candidate.name)
             return None
         if not self.tracker.is_settled(watch, first_sight_ok=first_sight_ok):
+            self.waiting.forget(candidate.name)  # changed since it was judged: pending again
             if self.tracker.is_abandoned(watch):
                 waiting_for = self.tracker.waiting_reason(watch)
                 self.intake.quarantine_abandoned(candidate, watch, waiting_for)
-                self.tracker.forget(candidate.name)
+                self._left(candidate.name)
             return False
         problem = odd_name_problem(candidate.name)
         if problem is not None:  # before anything writes the name to the journal
             if not self._odd_name(candidate, problem):
+                self._defer(watch)
                 return False
-            self.tracker.forget(candidate.name)
+            self._left(candidate.name)
             return True
         if self.frame_wait.pending(candidate, watch):
             return False
         if not self.intake.handle(candidate, watch.first_seen_wall, watch=watch):
+            if self.frame_wait.waits_for(candidate.name):
+                self.waiting.forget(candidate.name)  # short of its frames: watched closely
+            else:
+                self._defer(watch)
             return False
-        self.tracker.forget(candidate.name)
-        self.frame_wait.forget(candidate.name)
+        self._left(candidate.name)
         return True
+
+    def _defer(self, watch: Watch) -> None:
+        """A settled file stays on the share: looked at again later (waiting.py), at the end
+        of its grace period at the latest, which counts from its journal row."""
+        movie = self.journal.active_movie_for_source(self.camera.host, str(watch.candidate.path))
+        grace_ends = None if movie is None else movie.first_seen + self.camera.grace_minutes * 60
+        self.waiting.defer(watch, grace_ends)
+
+    def _left(self, name: str) -> None:
+        """The file has left the camera share's queue (copied, quarantined)."""
+        self.tracker.forget(name)
+        self.frame_wait.forget(name)
+        self.waiting.forget(name)
 
     def _unexpected(self, path: Path | None, error: Exception, step: str) -> None:
         """Log and count an exception nobody foresaw; the file (if any) is retried later and

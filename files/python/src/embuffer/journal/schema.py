@@ -63,6 +63,29 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_action_at ON events(action, at);
 CREATE INDEX IF NOT EXISTS events_action_camera_at ON events(action, camera, at);
+CREATE TABLE IF NOT EXISTS camera_files (  -- settled camera files waiting on the share
+  camera TEXT NOT NULL,
+  source_path TEXT NOT NULL,
+  kind TEXT NOT NULL,                -- 'file' or 'dir'
+  size INTEGER NOT NULL,             -- the directory entry as it was judged (settle.py)
+  mtime_ns INTEGER NOT NULL,
+  entries INTEGER NOT NULL,
+  complete INTEGER,                  -- structure verdict: 1 whole, 0 not, NULL no check
+  verdict_reason TEXT NOT NULL,
+  expected_size INTEGER,
+  frames INTEGER,
+  settled_at REAL NOT NULL,          -- when ingest judged it settled
+  looks INTEGER NOT NULL,            -- lookups that left it waiting (the backoff step)
+  next_look_at REAL NOT NULL,        -- when it is due again
+  PRIMARY KEY (camera, source_path)
+);
+CREATE TABLE IF NOT EXISTS camera_load (  -- cumulative costs of each camera's ingest
+  camera TEXT NOT NULL,
+  counter TEXT NOT NULL,             -- ingest/load.py names them
+  total REAL NOT NULL,
+  updated_at REAL NOT NULL,
+  PRIMARY KEY (camera, counter)
+);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS session_flags (session_name TEXT PRIMARY KEY, keep INTEGER NOT NULL);
 """

@@ -11,6 +11,10 @@ installations lack newer columns. A missing table (MySQL error 1146) or column (
 "no rows from there": the query raises SchemaMissing, callers that can do without the answer
 catch it, and `note_missing()` warns once per table or column with what is assumed. The gaps
 are kept in `schema_gaps` for the journal (events, hence metrics).
+
+Every statement is counted (`queries`, and `query_seconds` spent waiting for its answer,
+failed ones included): the ingest adds these cumulative figures to the journal, and the
+metrics export them per camera, so the load embuffer puts on a shared leginondb is seen.
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ class LeginonDB:
         # "table X" / "column X.Y" -> what embuffer assumes without it; warned once each
         self.schema_gaps: dict[str, str] = {}
         self._unreported: list[str] = []
+        # statements sent and seconds spent on them since this object was made (cumulative:
+        # readers take differences, so a count is never lost between two of them)
+        self.queries = 0
+        self.query_seconds = 0.0
 
     def _connect(self) -> pymysql.connections.Connection:
         c = self.credentials
@@ -98,10 +106,15 @@ class LeginonDB:
             if self._connection is None:
                 self._connection = self._connect()
                 log.info("connected to leginondb %s", self.credentials.describe())
-            with self._connection.cursor() as cursor:
-                cursor.execute(sql, args)
-                rows: list[dict[str, Any]] = list(cursor.fetchall())  # type: ignore[arg-type]
-                return rows, int(cursor.lastrowid or 0)
+            started = time.monotonic()
+            self.queries += 1
+            try:
+                with self._connection.cursor() as cursor:
+                    cursor.execute(sql, args)
+                    rows: list[dict[str, Any]] = list(cursor.fetchall())  # type: ignore[arg-type]
+                    return rows, int(cursor.lastrowid or 0)
+            finally:
+                self.query_seconds += time.monotonic() - started
         except pymysql.err.ProgrammingError as error:
             if error.args and error.args[0] in (ER_NO_SUCH_TABLE, ER_BAD_FIELD_ERROR):
                 self._columns.clear()  # the schema is not what the cache said

@@ -29,8 +29,8 @@ from prometheus_client.registry import Collector
 from embuffer import __version__
 from embuffer import journal as j
 from embuffer.config import Config
-from embuffer.journal import events
-from embuffer.report.metrics.gauges import gauge, journal_gauges
+from embuffer.journal import events, waiting_files
+from embuffer.report.metrics.gauges import gauge, journal_gauges, load_counters
 from embuffer.report.metrics.host import FolderProbe, host_families
 
 # Camera close -> copy start: seconds normally, minutes when ingest lags or waits for Leginon.
@@ -137,6 +137,8 @@ class JournalCollector(Collector):
         self.config = config
         self._lock = threading.Lock()
         self._totals = _Totals()
+        # the ingest's load counters as last read (kept through a failed scrape, like _totals)
+        self._load: dict[tuple[str, str], float] = {}
         self._folders = FolderProbe()
 
     def describe(self) -> Iterator[Metric]:
@@ -209,12 +211,15 @@ class JournalCollector(Collector):
                     families.extend(
                         journal_gauges(db, self._cameras(), self.config.buffer_root, started)
                     )
+                    load = waiting_files.load_totals(db)
                     db.execute("COMMIT")
+                    self._load = load
                 finally:
                     db.close()
             except sqlite3.Error:
                 up = 0.0  # the counters below keep their last values: no false reset
             families.extend(self._event_families())
+            families.extend(load_counters(self._load, self._cameras()))
             families.extend(host_families(self.config, self._folders))
         yield from families
         yield gauge("embuffer_up", "1 when the journal could be read for this scrape", up)

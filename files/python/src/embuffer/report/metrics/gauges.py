@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from embuffer import journal as j
-from embuffer.journal import events, held_files
+from embuffer.ingest import load
+from embuffer.journal import events, held_files, waiting_files
 from embuffer.journal import queries as q
 
 
@@ -26,6 +27,7 @@ def journal_gauges(
 ) -> Iterator[Metric]:
     yield in_flight_gauge(db, cameras)
     yield held_gauge(db, cameras)
+    yield waiting_gauge(db, cameras)
     yield from backlog_gauges(db, cameras, now)
     yield from quarantine_gauges(db, cameras)
     yield from switch_gauges(db)
@@ -59,6 +61,55 @@ def held_gauge(db: sqlite3.Connection, cameras: list[str]) -> Metric:
     for camera in sorted({*cameras, *counts}):
         family.add_metric([camera], counts.get(camera, 0))
     return family
+
+
+def waiting_gauge(db: sqlite3.Connection, cameras: list[str]) -> Metric:
+    counts = waiting_files.waiting_counts(db)
+    family = GaugeMetricFamily(
+        "embuffer_camera_waiting_files",
+        "Settled files ingest leaves waiting on the camera share (no Leginon image yet, no "
+        "buffer folder for their session)",
+        labels=["camera"],
+    )
+    for camera in sorted({*cameras, *counts}):
+        family.add_metric([camera], counts.get(camera, 0))
+    return family
+
+
+# journal counter (ingest/load.py) -> (metric name without _total, help)
+LOAD_METRICS = {
+    load.LEGINONDB_QUERIES: (
+        "embuffer_leginondb_queries",
+        "Statements the camera's ingest sent to leginondb",
+    ),
+    load.LEGINONDB_QUERY_SECONDS: (
+        "embuffer_leginondb_query_seconds",
+        "Seconds the camera's ingest waited for leginondb's answers",
+    ),
+    load.SHARE_LISTINGS: (
+        "embuffer_camera_share_listings",
+        "Folder listings ingest read from the camera share",
+    ),
+    load.SHARE_STATS: (
+        "embuffer_camera_share_stats",
+        "Files and folder members ingest stat'ed on the camera share",
+    ),
+    load.SHARE_OPENS: (
+        "embuffer_camera_share_opens",
+        "Camera files ingest opened to check their structure",
+    ),
+}
+
+
+def load_counters(totals: dict[tuple[str, str], float], cameras: list[str]) -> Iterator[Metric]:
+    """What each camera's ingest cost leginondb and the camera share: the cumulative totals
+    the ingest adds to the journal every few seconds (waiting_files.load_totals)."""
+    named = sorted({*cameras, *(camera for camera, _ in totals)})
+    for counter, (name, text) in LOAD_METRICS.items():
+        family = CounterMetricFamily(name, text, labels=["camera"])
+        for camera in named:
+            family.add_metric([camera], totals.get((camera, counter), 0.0))
+        yield family
 
 
 def backlog_gauges(db: sqlite3.Connection, cameras: list[str], now: float) -> Iterator[Metric]:

@@ -3,6 +3,7 @@ files waiting on the camera shares, and which services hold their journal lock."
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import threading
@@ -20,6 +21,10 @@ from embuffer.ingest.scan import is_candidate_name
 # A camera file untouched this long is settled for the "ingest stalled" alert (ingest itself
 # settles in seconds; a minute leaves room for slow writers without hiding a stall).
 SETTLED_AGE_SECONDS = 60.0
+# A candidate found settled is not stat'ed again at each scrape (every stat is a request to
+# the camera PC, and thousands may wait there): its age is counted from the mtime then seen,
+# and it is looked at again after this long, or when it leaves the listing and comes back.
+SETTLED_RECHECK_SECONDS = 900.0
 FOLDER_PROBE_TIMEOUT_SECONDS = 2.0
 SERVICES = ("ingest", "archive", "purge")
 
@@ -109,10 +114,31 @@ class FolderProbe:
             return None
 
 
+class SettledNames:
+    """Per camera folder: name -> (mtime, when it was stat'ed) of candidates found settled."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._folders: dict[str, dict[str, tuple[float, float]]] = {}
+
+    def get(self, folder: Path) -> dict[str, tuple[float, float]]:
+        with self._lock:
+            return dict(self._folders.get(str(folder), {}))
+
+    def put(self, folder: Path, names: dict[str, tuple[float, float]]) -> None:
+        with self._lock:
+            self._folders[str(folder)] = names
+
+
+_settled_names = SettledNames()
+
+
 def settled_candidates(folder: Path, now: float) -> tuple[int, float]:
-    """Top-level movie candidates whose mtime is older than SETTLED_AGE_SECONDS (one scandir;
-    folders are judged by their own mtime, which is what the camera software touches)."""
-    count, oldest = 0, 0.0
+    """Top-level movie candidates whose mtime is older than SETTLED_AGE_SECONDS (one scandir,
+    and a stat only for candidates not known to be settled yet; folders are judged by their
+    own mtime, which is what the camera software touches)."""
+    known = _settled_names.get(folder)
+    settled: dict[str, tuple[float, float]] = {}
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.is_symlink():
@@ -122,14 +148,17 @@ def settled_candidates(folder: Path, now: float) -> tuple[int, float]:
                 continue
             if not is_candidate_name(entry.name, is_dir):
                 continue
-            try:
-                age = now - entry.stat(follow_symlinks=False).st_mtime
-            except FileNotFoundError:
-                continue  # ingest moved it while we looked
-            if age >= SETTLED_AGE_SECONDS:
-                count += 1
-                oldest = max(oldest, age)
-    return count, oldest
+            mtime, looked = known.get(entry.name, (0.0, -math.inf))
+            if now - looked >= SETTLED_RECHECK_SECONDS:
+                try:
+                    mtime, looked = entry.stat(follow_symlinks=False).st_mtime, now
+                except FileNotFoundError:
+                    continue  # ingest moved it while we looked
+            if now - mtime >= SETTLED_AGE_SECONDS:
+                settled[entry.name] = (mtime, looked)
+    _settled_names.put(folder, settled)
+    ages = [now - mtime for mtime, _ in settled.values()]
+    return len(ages), max(ages, default=0.0)
 
 
 def service_locks(journal_path: Path) -> dict[str, bool] | None:
