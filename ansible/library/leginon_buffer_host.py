@@ -21,8 +21,16 @@ description:
     O(append_full_head) and O(add_append_full_head_column).
   - Leginon's ORM creates a table only when its first row is inserted, so a site that never
     used a buffer server has no C(BufferHostData) and no C(BufferFramePathData). Both are then
-    created with the ORM's layout (the login needs CREATE on them); a database without
-    C(InstrumentData) is refused as not being a leginondb.
+    created with the ORM's columns and keys, and with the engine and character set of the
+    database's own C(SessionData) table (else C(InstrumentData)), as Leginon there would make
+    them (MyISAM or InnoDB, latin1 or utf8); the login needs CREATE on them. A database
+    without C(InstrumentData) is refused as not being a leginondb.
+  - Leginon's transfer uses a buffer only while the camera's newest row, of any buffer host,
+    is enabled; Appion reads the camera's newest B(enabled) row. With O(state=disabled), any
+    other enabled row of a camera this buffer serves (its newest row is this buffer's) would
+    become the row Appion reads, and Appion would look for the frames under that row's path.
+    O(other_enabled_rows) says whether to refuse (naming the rows) or to disable them too;
+    O(reenable_rows) puts exactly those rows back when the outage ends.
 author:
   - embuffer contributors
 requirements:
@@ -63,8 +71,9 @@ options:
       - Absolute folder on the buffer server under which session frame folders are created
         (C(buffer base path)), stored as given (no C(~) or variable expansion, as the module may
         run on another host than the buffer server).
-      - Required when O(state=enabled). With O(state=disabled) it may be left out to keep the
-        stored path; a camera without any row then has nothing to disable and is only reported.
+      - Required when O(state=present) or O(state=enabled). With O(state=disabled) it may be
+        left out to keep the stored path; a camera without any row then has nothing to disable
+        and is only reported.
     type: str
   append_full_head:
     description:
@@ -83,12 +92,40 @@ options:
     default: false
   state:
     description:
+      - V(present) registers the buffer and leaves C(disabled) of an existing row as it is, so
+        that a routine run never ends or starts an outage; a row it inserts is enabled. This
+        is what the embuffer_registration role uses.
       - V(enabled) sets C(disabled=0) so that new sessions' frames go to the buffer.
       - V(disabled) sets C(disabled=1), as the outage procedure does, so that new frames go to
         the session frame path instead.
+      - C(buffer_host_setup.py) differs here, as it enables the row when re-run with a changed
+        base path and toggles it with C(--change_status).
     type: str
-    choices: [enabled, disabled]
-    default: enabled
+    choices: [present, enabled, disabled]
+    default: present
+  other_enabled_rows:
+    description:
+      - With O(state=disabled), what to do about the other enabled C(BufferHostData) rows of a
+        camera whose newest row is this buffer's (rows of another, maybe retired, buffer host,
+        or older rows of this one). Appion would read the newest of them once this buffer's
+        row is disabled, and look there for frames that are not there.
+      - V(fail) changes nothing and names those rows and the choices.
+      - V(disable) disables them in the same transaction and returns them in RV(rows[].other_rows),
+        so that the caller can record them and give them to O(reenable_rows) later.
+      - A camera whose newest row is another buffer host's is not served by this buffer; its
+        other rows are never touched.
+    type: str
+    choices: [fail, disable]
+    default: fail
+  reenable_rows:
+    description:
+      - With O(state=enabled), C(DEF_id)s of other rows of the managed cameras to enable
+        again, that is the rows an earlier O(state=disabled) run with
+        O(other_enabled_rows=disable) disabled. Rows already enabled are left alone; ids of
+        rows of other cameras are ignored with a warning.
+    type: list
+    elements: int
+    default: []
   login_host:
     description:
       - Host running the database server.
@@ -165,6 +202,18 @@ EXAMPLES = r"""
     camera_host: k3-cam-01
     buffer_hostname: buffer01
     state: disabled
+    other_enabled_rows: disable
+    config_file: /root/.leginondb.cnf
+  register: outage_rows
+
+- name: End the outage, enabling again exactly the other rows the outage disabled
+  leginon_buffer_host:
+    camera_host: k3-cam-01
+    buffer_hostname: buffer01
+    buffer_base_path: /bufferdata/frames
+    state: enabled
+    reenable_rows: >-
+      {{ outage_rows.rows | map(attribute='other_rows') | flatten | map(attribute='id') }}
     config_file: /root/.leginondb.cnf
 """
 
@@ -193,6 +242,14 @@ tables_created:
   type: list
   elements: str
   sample: [BufferFramePathData]
+tables_created_like:
+  description:
+    - The Leginon table whose engine and character set the created tables copy, and those
+      options; null when no table was created, or when no Leginon table could be seen (the
+      server's defaults then).
+  returned: success
+  type: dict
+  sample: {like: SessionData, engine: MyISAM, charset: latin1, collation: latin1_swedish_ci}
 rows:
   description:
     - One entry per matching camera, the newest C(BufferHostData) row for it and O(buffer_hostname)
@@ -245,6 +302,35 @@ rows:
       description: C(append full head) of the row; null when the column is missing or NULL.
       type: bool
       sample: false
+    other_rows:
+      description:
+        - The camera's other rows this run disabled (O(other_enabled_rows=disable)) or enabled
+          again (O(reenable_rows)), as they are after it, each with its C(action).
+      type: list
+      elements: dict
+      sample:
+        - {id: 4, buffer_hostname: buffer00, buffer_base_path: /old/frames, disabled: true,
+           action: disabled}
+    transfer_row_id:
+      description:
+        - After this run, the camera's newest row of any buffer host, the one Leginon's
+          transfer reads (null in check mode for a row still to insert).
+      type: int
+      sample: 17
+    transfer_uses_buffer:
+      description: After this run, whether Leginon's transfer sends the camera's frames to a buffer.
+      type: bool
+      sample: false
+    appion_row_id:
+      description:
+        - After this run, the camera's newest enabled row, the one Appion reads; null when
+          Appion reads the session frame path.
+      type: int
+      sample: null
+    appion_buffer_hostname:
+      description: C(buffer hostname) of that row; null when there is none.
+      type: str
+      sample: null
 diff:
   description: The managed rows before and after, keyed by camera, with the column's presence.
   returned: when diff mode is on
@@ -266,6 +352,12 @@ from ansible.module_utils.leginon_bufferhost import (
     probe_schema,
     public_row,
     select_row,
+)
+from ansible.module_utils.leginon_bufferrules import (
+    OTHER_ROW_MODES,
+    camera_rows,
+    plan_rules,
+    rule_summary,
 )
 from ansible.module_utils.leginondb import (
     LeginonDBError,
@@ -301,8 +393,9 @@ def write_row(cursor, action, fields, after):
 
 def write_plans(connection, cursor, schema, plans):
     """The write: add the append full head column when planned (an ALTER commits on its own),
-    then insert and update the planned rows in one transaction, then read them back so that
-    each plan's after-row is what the database holds, DEF_id of new rows included."""
+    then insert and update the planned rows, this buffer's and the other rows of its cameras,
+    in one transaction, then read them back so that each plan's after-rows and rules are
+    what the database holds, DEF_id of new rows included."""
     if schema["add_column"]:
         cursor.execute(
             f"ALTER TABLE {quote_identifier(TABLE)} ADD COLUMN {quote_identifier(APPEND_COLUMN)}"
@@ -313,6 +406,8 @@ def write_plans(connection, cursor, schema, plans):
         for plan in plans:
             if plan["action"] in WRITE_ACTIONS:
                 plan["id"] = write_row(cursor, plan["action"], plan["fields"], plan["after"])
+            for other in plan["others"]:
+                write_row(cursor, "updated", ["disabled"], other["after"])
         connection.commit()
     except Exception:
         connection.rollback()
@@ -322,6 +417,13 @@ def write_plans(connection, cursor, schema, plans):
             plan["after"] = select_row(
                 cursor, schema["manage_append"], "`DEF_id` = %s", (plan["id"],)
             )
+        for other in plan["others"]:
+            other["after"] = select_row(
+                cursor, schema["manage_append"], "`DEF_id` = %s", (other["id"],)
+            )
+        plan["rules"] = rule_summary(
+            camera_rows(cursor, plan["camera"]["id"], schema["manage_append"])
+        )
 
 
 # --- result and diff ----------------------------------------------------------------------
@@ -340,6 +442,8 @@ def result_rows(plans, params, manage_append):
             camera_name=camera["name"],
             camera_host=camera["host"],
             buffer_hostname=row["buffer_hostname"] or params["buffer_hostname"],
+            other_rows=[dict(other["after"], action=other["action"]) for other in plan["others"]],
+            **plan["rules"],
         )
         rows.append(row)
     return rows
@@ -360,11 +464,17 @@ def row_diff(schema, plans, settings):
             "tables_missing": schema["created"],
             "append_full_head_column": schema["had_append"],
             "rows": {diff_key(plan["camera"]): plan["before"] for plan in plans if plan["before"]},
+            "other_rows": {
+                f"row {other['id']}": other["before"] for plan in plans for other in plan["others"]
+            },
         },
         "after": {
             "tables_missing": [],
             "append_full_head_column": schema["manage_append"],
             "rows": {diff_key(plan["camera"]): plan["after"] for plan in plans if plan["after"]},
+            "other_rows": {
+                f"row {other['id']}": other["after"] for plan in plans for other in plan["others"]
+            },
         },
     }
 
@@ -374,7 +484,14 @@ def run(module, connection, settings):
     cursor = connection.cursor()
     schema = probe_schema(cursor, module.params, module.check_mode, module.warn)
     plans = plan_cameras(cursor, schema, module.params, module.warn)
-    changed = plan_changes(schema, plans)
+    for plan in plans:
+        plan["camera_rows"] = (
+            camera_rows(cursor, plan["camera"]["id"], schema["had_append"])
+            if schema["had_table"]
+            else []
+        )
+    plan_rules(plans, module.params, module.warn)
+    changed = plan_changes(schema, plans) or any(plan["others"] for plan in plans)
     if changed and not module.check_mode:
         write_plans(connection, cursor, schema, plans)
     result = {
@@ -383,6 +500,7 @@ def run(module, connection, settings):
         "append_full_head_supported": schema["manage_append"],
         "append_full_head_column_added": schema["add_column"],
         "tables_created": schema["created"],
+        "tables_created_like": schema["table_options"] or None,
     }
     if module._diff:
         result["diff"] = row_diff(schema, plans, settings)
@@ -402,11 +520,20 @@ def build_module():
         buffer_base_path={"type": "str"},
         append_full_head={"type": "bool"},
         add_append_full_head_column={"type": "bool", "default": False},
-        state={"type": "str", "choices": ["enabled", "disabled"], "default": "enabled"},
+        state={
+            "type": "str",
+            "choices": ["present", "enabled", "disabled"],
+            "default": "present",
+        },
+        other_enabled_rows={"type": "str", "choices": list(OTHER_ROW_MODES), "default": "fail"},
+        reenable_rows={"type": "list", "elements": "int", "default": []},
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
-        required_if=[("state", "enabled", ("buffer_base_path",))],
+        required_if=[
+            ("state", "present", ("buffer_base_path",)),
+            ("state", "enabled", ("buffer_base_path",)),
+        ],
         supports_check_mode=True,
     )
     params = module.params

@@ -8,6 +8,8 @@ here; the module writes the plan and reports it. Nothing here writes a row: the 
 that change the database are the CREATE TABLE of missing_tables, outside check mode.
 """
 
+import re
+
 from ansible.module_utils.leginondb import LeginonDBError, quote_identifier
 
 TABLE = "BufferHostData"
@@ -25,7 +27,9 @@ APPEND_COLUMN = COLUMNS["append_full_head"]
 BOOLEAN_FIELDS = ("disabled", "append_full_head")
 WRITE_ACTIONS = ("inserted", "updated")
 # Leginon's ORM creates a table when its first row is inserted, so a site that never used a
-# buffer server has neither of these. They are created here exactly as the ORM would, so that
+# buffer server has neither of these. They are created here with the ORM's columns and keys,
+# and with the engine and character set of the database's own Leginon tables (sinedon names
+# MyISAM unless sinedon.cfg says otherwise, and no character set, so sites differ), so that
 # the buffer's first movie can record its buffer frame path (the ingest may only INSERT).
 SINEDON_TABLES = {
     "BufferHostData": (
@@ -50,6 +54,12 @@ SINEDON_TABLES = {
         " KEY `REF|BufferHostData|host` (`REF|BufferHostData|host`))"
     ),
 }
+# The Leginon tables whose engine and character set new tables copy, in order of preference:
+# SessionData is in every leginondb that has seen a session; InstrumentData is the one table
+# the registration login is sure to see (it needs SELECT on it).
+MODEL_TABLES = ("SessionData", "InstrumentData")
+# Server-given names are put into CREATE TABLE only when they look like names.
+_SQL_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def column_sql(field):
@@ -129,14 +139,46 @@ def find_cameras(cursor, camera_host, camera_name):
     return [{"id": row[0], "name": row[1], "host": row[2]} for row in on_host]
 
 
+def leginon_table_options(cursor):
+    """Engine, character set and collation of the database's own Leginon tables (the first
+    of MODEL_TABLES the login can see), which tables created here copy; the server's
+    defaults (empty dict) when none is visible."""
+    cursor.execute(
+        "SELECT t.TABLE_NAME, t.ENGINE, t.TABLE_COLLATION, c.CHARACTER_SET_NAME"
+        " FROM information_schema.TABLES t LEFT JOIN information_schema.COLLATIONS c"
+        " ON c.COLLATION_NAME = t.TABLE_COLLATION"
+        " WHERE t.TABLE_SCHEMA = DATABASE() AND t.TABLE_NAME IN (%s, %s)",
+        MODEL_TABLES,
+    )
+    found = {row[0]: row[1:] for row in cursor.fetchall()}
+    for table in MODEL_TABLES:
+        engine, collation, charset = found.get(table, (None, None, None))
+        if all(value and _SQL_NAME.match(value) for value in (engine, collation, charset)):
+            return {"like": table, "engine": engine, "charset": charset, "collation": collation}
+    return {}
+
+
+def create_statement(table, options):
+    """The CREATE TABLE of a buffer table, with the engine and character set of `options`."""
+    statement = SINEDON_TABLES[table]
+    if options:
+        statement += (
+            f" ENGINE={options['engine']} DEFAULT CHARSET={options['charset']}"
+            f" COLLATE={options['collation']}"
+        )
+    return statement
+
+
 def missing_tables(cursor, check_mode):
-    """The buffer tables this leginondb lacks; created now unless in check mode. Called
-    after the cameras were found: a run that fails creates nothing."""
+    """The buffer tables this leginondb lacks, and the table options they get (created now
+    unless in check mode). Called after the cameras were found: a run that fails creates
+    nothing."""
     missing = [table for table in SINEDON_TABLES if not table_exists(cursor, table)]
+    options = leginon_table_options(cursor) if missing else {}
     if missing and not check_mode:
         for table in missing:
-            cursor.execute(SINEDON_TABLES[table])
-    return missing
+            cursor.execute(create_statement(table, options))
+    return missing, options
 
 
 def append_column_state(cursor, created, params, check_mode, warn):
@@ -174,13 +216,14 @@ def probe_schema(cursor, params, check_mode, warn):
     """The schema probe: check the database is a leginondb, find the cameras, create the
     missing buffer tables (not in check mode) and settle the append full head column.
 
-    Returns a dict: cameras, created (tables), had_table, had_append, add_column, manage_append.
+    Returns a dict: cameras, created (tables), table_options (what they copy), had_table,
+    had_append, add_column, manage_append.
     """
     require_leginondb(cursor)
     cameras = find_cameras(cursor, params["camera_host"], params["camera_name"])
-    created = missing_tables(cursor, check_mode)
+    created, table_options = missing_tables(cursor, check_mode)
     schema = append_column_state(cursor, created, params, check_mode, warn)
-    schema.update(cameras=cameras, created=created)
+    schema.update(cameras=cameras, created=created, table_options=table_options)
     return schema
 
 
@@ -218,13 +261,25 @@ def newest_row(cursor, camera_id, buffer_hostname, with_append):
     return select_row(cursor, with_append, where, (camera_id, buffer_hostname))
 
 
-def plan_camera(camera, current, params, manage_append):
-    """Decide insert/update/nothing for one camera; returns (action, fields, after-row)."""
-    wanted = {"disabled": params["state"] == "disabled"}
+def wanted_fields(current, params, manage_append):
+    """The managed fields this run sets. State present leaves `disabled` as it is on an
+    existing row, so that only the outage playbooks (or an operator on purpose) change
+    whether the buffer is in use; a first registration enables."""
+    wanted = {}
+    if params["state"] != "present":
+        wanted["disabled"] = params["state"] == "disabled"
+    elif current is None:
+        wanted["disabled"] = False
     if params["buffer_base_path"] is not None:
         wanted["buffer_base_path"] = params["buffer_base_path"]
     if manage_append and params["append_full_head"] is not None:
         wanted["append_full_head"] = params["append_full_head"]
+    return wanted
+
+
+def plan_camera(camera, current, params, manage_append):
+    """Decide insert/update/nothing for one camera; returns (action, fields, after-row)."""
+    wanted = wanted_fields(current, params, manage_append)
     if current is None:
         if "buffer_base_path" not in wanted:
             return "absent", [], None

@@ -29,6 +29,7 @@ from mariadb_server import (  # noqa: E402
     TEST_USER,
     MariaDBServer,
     start_private_server,
+    table_ddl,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "LeginonDB",
     "MariaDBServer",
     "ModuleRun",
+    "create_site_leginondb",
     "module_warnings",
     "new_database_name",
     "run_playbook",
@@ -177,6 +179,28 @@ def run_playbook(
 def module_warnings(result: dict[str, Any]) -> list[str]:
     """Module warnings (module.warn) as the json callback reports them."""
     return [str(warning) for warning in result.get("warnings", [])]
+
+
+def create_site_leginondb(
+    server: MariaDBServer, name: str, engine: str, charset: str, database_default: str
+) -> None:
+    """A leginondb whose tables use `engine` and `charset`, in a database whose default
+    character set is `database_default`; the test user may do anything in it."""
+    connection = server.root()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET {database_default}")
+            cursor.execute(f"USE `{name}`")
+            for statement in table_ddl().values():
+                cursor.execute(f"{statement} ENGINE={engine} DEFAULT CHARSET={charset}")
+            for host in ("localhost", "127.0.0.1"):
+                cursor.execute(
+                    "CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s",
+                    (TEST_USER, host, TEST_PASSWORD),
+                )
+                cursor.execute(f"GRANT ALL ON `{name}`.* TO %s@%s", (TEST_USER, host))
+    finally:
+        connection.close()
 
 
 def new_database_name() -> str:

@@ -18,6 +18,7 @@ from buffer_host_harness import (
     LeginonDB,
     MariaDBServer,
     ModuleRun,
+    create_site_leginondb,
     module_warnings,
     new_database_name,
     run_playbook,
@@ -63,9 +64,34 @@ def old_leginondb(mariadb: MariaDBServer) -> Iterator[Database]:
     yield from _make_database(mariadb, with_append_full_head=False)
 
 
+@pytest.fixture(
+    params=[("MyISAM", "latin1", "utf8mb4"), ("InnoDB", "utf8mb3", "latin1")],
+    ids=["MyISAM-latin1", "InnoDB-utf8"],
+)
+def site_leginondb(request, mariadb: MariaDBServer) -> Iterator[Database]:
+    """A leginondb whose Leginon tables have a site's engine and character set (sinedon
+    makes MyISAM unless told otherwise, in the database's character set at the time), in a
+    database whose default character set has changed since, as a long-lived site's has."""
+    engine, charset, database_default = request.param
+    name = new_database_name()
+    create_site_leginondb(mariadb, name, engine, charset, database_default)
+    connection = mariadb.root(name)
+    try:
+        yield Database(server=mariadb, name=name, data=LeginonDB(connection))
+    finally:
+        connection.close()
+        cleanup = mariadb.root()
+        try:
+            with cleanup.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            cleanup.close()
+
+
 @pytest.fixture
 def run_module(tmp_path: Path):
-    """Run leginon_buffer_host once with the given arguments; returns a ModuleRun."""
+    """Run leginon_buffer_host (or `module`) once with the given arguments; returns a
+    ModuleRun."""
 
     def runner(
         args: dict[str, Any],
@@ -73,11 +99,12 @@ def run_module(tmp_path: Path):
         check: bool = False,
         diff: bool = False,
         env: dict[str, str] | None = None,
+        module: str = "leginon_buffer_host",
     ) -> ModuleRun:
         play = {
             "hosts": "localhost",
             "gather_facts": False,
-            "tasks": [{"name": "Run the module", "leginon_buffer_host": args}],
+            "tasks": [{"name": "Run the module", module: args}],
         }
         document = run_playbook(tmp_path, play, check=check, diff=diff, env=env)
         result = document["plays"][0]["tasks"][0]["hosts"]["localhost"]

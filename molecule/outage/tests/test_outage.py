@@ -3,11 +3,19 @@
 One story, step by step (pytest runs the tests in file order and stops at the first broken
 step): movies reach primary storage; outage-on.yml (first --check, then for real, then again)
 pauses the archive while a stream of movies keeps arriving, switches leginon.cfg and
-BufferHostData; primary storage goes offline and outage-off.yml refuses to run; primary comes
-back, a first outage-off.yml run stops half-way (leginondb refuses the update) and says
-where each part stands, the next run restores everything, mirrors the backlog and reports
-the outage; a second run of each playbook changes nothing; every movie is on the buffer and
-on primary storage exactly once, byte-identical to what the camera wrote.
+BufferHostData; site.yml run during the outage leaves it as it is; primary storage goes
+offline and outage-off.yml refuses to run; primary comes back, a first outage-off.yml run
+stops half-way (leginondb refuses the update) and says where each part stands, the next run
+restores everything, mirrors the backlog and reports the outage; a second run of each
+playbook changes nothing; every movie is on the buffer and on primary storage exactly once,
+byte-identical to what the camera wrote.
+
+leginondb is read at each step as Leginon reads it: the camera's newest BufferHostData row
+of any buffer host (rawtransfer.py: a buffer only while it is enabled) and its newest enabled
+row (Appion, then the session's BufferFramePathData row for it). The camera has an older,
+still enabled row of a retired buffer server, which the outage must disable too and give
+back exactly; and session 26nov26m was moved (change_buffer_frame_path.py) to another
+folder of the buffer before the outage: its frames stay there throughout.
 """
 
 from __future__ import annotations
@@ -48,6 +56,13 @@ SESSION_B_IMAGE_PATH = f"{OUTAGE_LOCATION}/bob/{SESSION_B_NAME}/rawdata"
 SESSION_B = ("bob/26nov26b/rawdata", ["21", "22", "23"])
 BEFORE, STREAM, LATE = SESSION_A[1][:3], SESSION_A[1][3:6], SESSION_A[1][6:]
 AFTER_SWITCH = LATE + SESSION_B[1]
+# Session 26nov26m, moved before the outage: one movie before it, one during it.
+SESSION_M_NAME = "26nov26m"
+SESSION_M_IMAGE_PATH = f"{ORIGINAL_IMAGES_PATH}/carol/{SESSION_M_NAME}/rawdata"
+MOVED_PATH = f"{BUFFER_ROOT}/moved/carol/{SESSION_M_NAME}/rawdata"
+SESSION_M = ("moved/carol/26nov26m/rawdata", ["31", "32"])
+RETIRED_BUFFER = "buffer-retired"
+ROWS_RECORD = "/var/lib/embuffer/outage-bufferhostdata.json"
 
 ANSIBLE_DIR = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "ansible"
 INVENTORY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "inventory"
@@ -81,7 +96,8 @@ def movie_bytes(seed: str, nx: int = 96, ny: int = 64, nz: int = 6) -> bytes:
 def movies() -> dict[str, dict[str, str]]:
     """Every movie of the drill by frames name: relative buffer path and sha256."""
     result = {}
-    for (relative, ks), session in ((SESSION_A, "26nov26a"), (SESSION_B, SESSION_B_NAME)):
+    sessions = ((SESSION_A, "26nov26a"), (SESSION_B, SESSION_B_NAME), (SESSION_M, SESSION_M_NAME))
+    for (relative, ks), session in sessions:
         for k in ks:
             name = frames_name(k)
             result[name] = {
@@ -158,6 +174,79 @@ def flag(sql) -> str:
     return rows[0][0]
 
 
+def buffer_rows(sql) -> dict[str, tuple[int, int]]:
+    """Buffer host name -> (DEF_id, disabled) of the camera's rows."""
+    rows = sql(
+        "SELECT b.`buffer hostname`, b.DEF_id, b.disabled FROM BufferHostData b JOIN "
+        "InstrumentData i ON i.DEF_id = b.`REF|InstrumentData|ccdcamera` "
+        f"WHERE i.hostname = '{CAMERA_HOST}' ORDER BY b.DEF_id"
+    )
+    return {host: (int(row_id), int(disabled)) for host, row_id, disabled in rows}
+
+
+def leginon_rules(sql, session: str = SESSION_M_NAME) -> dict[str, object]:
+    """Where Leginon's transfer and Appion point for the camera (and a session), asked as
+    they ask: the newest row of any buffer host; the newest row with disabled = 0, then the
+    session's BufferFramePathData row for it."""
+    camera = f"(SELECT DEF_id FROM InstrumentData WHERE hostname = '{CAMERA_HOST}')"
+    newest = sql(
+        "SELECT DEF_id, disabled FROM BufferHostData WHERE "
+        f"`REF|InstrumentData|ccdcamera` = {camera} ORDER BY DEF_id DESC LIMIT 1"
+    )[0]
+    appion = sql(
+        "SELECT DEF_id FROM BufferHostData WHERE "
+        f"`REF|InstrumentData|ccdcamera` = {camera} AND disabled = 0 "
+        "ORDER BY DEF_id DESC LIMIT 1"
+    )
+    path = None
+    if appion:
+        found = sql(
+            "SELECT `buffer frame path` FROM BufferFramePathData f JOIN SessionData s "
+            f"ON s.DEF_id = f.`REF|SessionData|session` WHERE s.name = '{session}' "
+            f"AND f.`REF|BufferHostData|host` = {appion[0][0]} ORDER BY f.DEF_id DESC LIMIT 1"
+        )
+        path = found[0][0] if found else None
+    return {
+        "transfer_row": int(newest[0]),
+        "transfer_uses_buffer": newest[1] == "0",
+        "appion_row": int(appion[0][0]) if appion else None,
+        "appion_path": path,
+    }
+
+
+def frame_path_rows(sql, session: str) -> list[tuple[str, ...]]:
+    return sql(
+        "SELECT f.DEF_id, f.`REF|BufferHostData|host`, f.`buffer frame path` FROM "
+        "BufferFramePathData f JOIN SessionData s ON s.DEF_id = f.`REF|SessionData|session` "
+        f"WHERE s.name = '{session}' ORDER BY f.DEF_id"
+    )
+
+
+def show_leginondb(sql, when: str) -> None:
+    """The rows and where each rule points, for the drill's record."""
+    print(f"\n--- leginondb {when}")
+    print("BufferHostData:", buffer_rows(sql))
+    for session in ("26nov26a", SESSION_M_NAME):
+        print(f"BufferFramePathData {session}:", frame_path_rows(sql, session))
+        print(f"rules for {session}:", leginon_rules(sql, session))
+
+
+def insert_exposures(sql, session: str, ks: list[str]) -> None:
+    for k in ks:
+        sql(
+            "INSERT INTO CameraEMData (`REF|SessionData|session`, `REF|InstrumentData|ccdcamera`, "
+            "`frames name`, `save frames`, `align frames`, nframes) "
+            f"SELECT s.DEF_id, i.DEF_id, '{frames_name(k)}', 1, 0, 6 FROM SessionData s, "
+            f"InstrumentData i WHERE s.name = '{session}' AND i.hostname = '{CAMERA_HOST}'"
+        )
+        sql(
+            "INSERT INTO AcquisitionImageData (`REF|SessionData|session`, "
+            "`REF|CameraEMData|camera`, filename, label) SELECT c.`REF|SessionData|session`, "
+            f"c.DEF_id, '{image_filename(session, k)}', 'Exposure' FROM CameraEMData c "
+            f"WHERE c.`frames name` = '{frames_name(k)}'"
+        )
+
+
 def images_path(leginon) -> str:
     return leginon.check_output(
         "python3 -c %s %s",
@@ -207,11 +296,44 @@ def frames(name_list: list[str]) -> list[str]:
 # ---- before the outage ----------------------------------------------------------------------
 def test_movies_reach_primary_before_the_outage(buffer, leginon, sql):
     assert flag(sql) == "0"
+    rows = buffer_rows(sql)
+    assert rows[RETIRED_BUFFER][1] == 0 and rows[RETIRED_BUFFER][0] < rows[BUFFER][0]
+    drill["rows"] = rows
     assert images_path(leginon) == ORIGINAL_IMAGES_PATH
     drill["cfg_sha"] = sha(leginon, LEGINON_CFG)
-    drop(buffer, frames(BEFORE))
-    wait_for(lambda: on(buffer, PRIMARY_ROOT, frames(BEFORE)), 120, "the first movies on primary")
+    # Session 26nov26m: Appion recorded its derived path, then an administrator moved it
+    # with change_buffer_frame_path.py (which rewrites that row) before any movie came.
+    sql(
+        "INSERT INTO SessionData (name, comment, `image path`, uid, gid) VALUES "
+        f"('{SESSION_M_NAME}', 'moved before the outage', '{SESSION_M_IMAGE_PATH}', 5003, 5003)"
+    )
+    insert_exposures(sql, SESSION_M_NAME, SESSION_M[1])
+    session_m = f"(SELECT DEF_id FROM SessionData WHERE name = '{SESSION_M_NAME}')"
+    sql(
+        "INSERT INTO BufferFramePathData (`REF|SessionData|session`, `REF|BufferHostData|host`, "
+        f"`buffer frame path`) VALUES ({session_m}, {rows[BUFFER][0]}, "
+        f"'{BUFFER_ROOT}/carol/{SESSION_M_NAME}/rawdata')"
+    )
+    sql(
+        f"UPDATE BufferFramePathData SET `buffer frame path` = '{MOVED_PATH}' "
+        f"WHERE `REF|SessionData|session` = {session_m}"
+    )
+    ours = rows[BUFFER][0]
+    assert leginon_rules(sql) == {
+        "transfer_row": ours,
+        "transfer_uses_buffer": True,
+        "appion_row": ours,
+        "appion_path": MOVED_PATH,
+    }
+    first_moved = frames(SESSION_M[1][:1])
+    drop(buffer, frames(BEFORE) + first_moved)
+    wait_for(
+        lambda: on(buffer, PRIMARY_ROOT, frames(BEFORE) + first_moved),
+        120,
+        "the first movies on primary",
+    )
     assert not status(buffer)["archive"]["paused"]
+    show_leginondb(sql, "before the outage")
 
 
 # ---- declaring the outage -------------------------------------------------------------------
@@ -266,12 +388,48 @@ def test_outage_on_while_movies_stream_in(buffer, leginon, sql):
     backup = leginon.file(f"{LEGINON_CFG}.embuffer-outage")
     assert backup.exists and sha(leginon, backup.path) == drill["cfg_sha"]
     assert flag(sql) == "1"
+    # the retired buffer's row is disabled too, so Appion reads the session frame path,
+    # and the buffer server keeps the record of it for outage-off.yml
+    ours, retired = drill["rows"][BUFFER][0], drill["rows"][RETIRED_BUFFER][0]
+    assert buffer_rows(sql) == {RETIRED_BUFFER: (retired, 1), BUFFER: (ours, 1)}
+    assert leginon_rules(sql) == {
+        "transfer_row": ours,
+        "transfer_uses_buffer": False,
+        "appion_row": None,
+        "appion_path": None,
+    }
+    record = json.loads(buffer.file(ROWS_RECORD).content_string)
+    assert [(row["id"], row["buffer_hostname"]) for row in record["rows"]] == [
+        (retired, RETIRED_BUFFER)
+    ]
+    assert "Appion reads the session frame path" in output
 
 
 def test_outage_on_again_changes_nothing(buffer):
     rc, output, recap = playbook("outage-on.yml")
     assert rc == 0, output
     assert recap and all(host["changed"] == 0 for host in recap.values()), recap
+
+
+def test_site_yml_during_the_outage_leaves_it_in_place(buffer, sql):
+    before = buffer_rows(sql)
+    command = [
+        str(Path(sys.executable).with_name("ansible-playbook")),
+        "-i",
+        str(INVENTORY),
+        str(ANSIBLE_DIR / "site.yml"),
+    ]
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False)
+    print(f"\n$ site.yml during the outage ({time.monotonic() - started:.0f} s)")
+    print((done.stdout + done.stderr)[-3000:])
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    assert buffer_rows(sql) == before and flag(sql) == "1"
+    assert leginon_rules(sql)["appion_row"] is None
+    archive = status(buffer)["archive"]
+    assert archive["paused"] and archive["paused_reason"] == REASON
+    assert status(buffer)["buffer"]["outage"]["reason"] == REASON
+    show_leginondb(sql, "during the outage (after site.yml)")
 
 
 # ---- during the outage ----------------------------------------------------------------------
@@ -296,8 +454,8 @@ def test_ingest_goes_on_while_primary_is_offline(buffer, sql):
             f"c.DEF_id, '{image_filename(SESSION_B_NAME, k)}', 'Exposure' FROM CameraEMData c "
             f"WHERE c.`frames name` = '{frames_name(k)}'"
         )
-    drop(buffer, frames(LATE) + frames(SESSION_B[1]))
-    outage_era = frames(STREAM) + frames(AFTER_SWITCH)
+    drop(buffer, frames(LATE) + frames(SESSION_B[1]) + frames(SESSION_M[1][1:]))
+    outage_era = frames(STREAM) + frames(AFTER_SWITCH) + frames(SESSION_M[1][1:])
     wait_for(
         lambda: on(buffer, BUFFER_ROOT, outage_era), 120, "the outage-era movies on the buffer"
     )
@@ -308,6 +466,18 @@ def test_ingest_goes_on_while_primary_is_offline(buffer, sql):
         assert buffer.file(f"{BUFFER_ROOT}/{MOVIES[name]['relative']}").exists
         assert not buffer.file(f"{PRIMARY_ROOT}/{MOVIES[name]['relative']}").exists
     assert status(buffer)["archive"]["backlog_files"] >= len(AFTER_SWITCH)
+
+    # The moved session's movie went where its BufferFramePathData row says, where Appion
+    # looks once the outage ends; the report says Appion does not look there meanwhile.
+    assert buffer.file(f"{MOVED_PATH}/{image_filename(SESSION_M_NAME, '32')}.frames.mrc").exists
+    report = json.loads(
+        buffer.check_output("runuser -u embuffer -- %s outage report --json", EMBUFFER)
+    )
+    unfound = {e["session"]: e for e in report["sessions_appion_cannot_find"]}
+    assert unfound[SESSION_M_NAME]["appion_path"] == SESSION_M_IMAGE_PATH.replace(
+        "/leginon/", "/frames/"
+    )
+    assert unfound[SESSION_M_NAME]["frames_in"] == [MOVED_PATH]
 
     # Purge never removes a copy primary storage does not hold verified.
     purge = buffer.run("runuser -u embuffer -- %s purge", EMBUFFER)
@@ -354,8 +524,12 @@ def test_outage_off_stopped_half_way_tells_the_state_and_how_to_finish(buffer, l
     assert "BufferHostData: k3-cam-01 disabled" in output
     assert f"leginon.cfg: {LEGINON} {ORIGINAL_IMAGES_PATH} no pre-outage copy" in output
     assert "run outage-off.yml again" in output
+    retired = drill["rows"][RETIRED_BUFFER][0]
+    assert f"the outage disabled (outage-off.yml enables them again): {retired}" in output
     assert images_path(leginon) == ORIGINAL_IMAGES_PATH
     assert flag(sql) == "1"
+    assert buffer_rows(sql)[RETIRED_BUFFER] == (retired, 1)
+    assert buffer.file(ROWS_RECORD).exists
     assert status(buffer)["archive"]["paused"]
 
 
@@ -367,6 +541,20 @@ def test_outage_off_restores_catches_up_and_reports(buffer, leginon, sql):
     assert sha(leginon, LEGINON_CFG) == drill["cfg_sha"]  # byte for byte the original
     assert not leginon.file(f"{LEGINON_CFG}.embuffer-outage").exists
     assert flag(sql) == "0"
+    # both rows as they were before the outage, the record gone; the moved session has one
+    # BufferFramePathData row, still the moved folder, where both its movies are
+    assert buffer_rows(sql) == drill["rows"]
+    assert not buffer.file(ROWS_RECORD).exists
+    ours = drill["rows"][BUFFER][0]
+    assert leginon_rules(sql) == {
+        "transfer_row": ours,
+        "transfer_uses_buffer": True,
+        "appion_row": ours,
+        "appion_path": MOVED_PATH,
+    }
+    assert [row[1:] for row in frame_path_rows(sql, SESSION_M_NAME)] == [(str(ours), MOVED_PATH)]
+    assert on(buffer, BUFFER_ROOT, frames(SESSION_M[1]))
+    show_leginondb(sql, "after the outage")
     archive = status(buffer)["archive"]
     assert not archive["paused"]
     assert archive["backlog_files"] == 0
@@ -377,7 +565,10 @@ def test_outage_off_restores_catches_up_and_reports(buffer, leginon, sql):
     )
     assert not report["active"] and report["end"] and report["reason"] == REASON
     reported = set(report["movies"])
-    outage_era = {f"{BUFFER_ROOT}/{MOVIES[n]['relative']}" for n in frames(STREAM + AFTER_SWITCH)}
+    outage_era = {
+        f"{BUFFER_ROOT}/{MOVIES[n]['relative']}"
+        for n in frames(STREAM + AFTER_SWITCH + SESSION_M[1][1:])
+    }
     before = {f"{BUFFER_ROOT}/{MOVIES[n]['relative']}" for n in frames(BEFORE)}
     assert {f"{BUFFER_ROOT}/{MOVIES[n]['relative']}" for n in frames(AFTER_SWITCH)} <= reported
     assert reported <= outage_era and not reported & before
@@ -386,6 +577,7 @@ def test_outage_off_restores_catches_up_and_reports(buffer, leginon, sql):
         (SESSION_B_NAME, SESSION_B_IMAGE_PATH)
     ]
     assert report["backlog_files"] == 0
+    assert report["sessions_appion_cannot_find"] == []
     # The playbook printed the same report.
     assert f"session {SESSION_B_NAME}: {SESSION_B_IMAGE_PATH}" in output
     for path in reported:

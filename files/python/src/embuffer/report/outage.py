@@ -3,7 +3,8 @@
 `embuffer outage start` records who declared the outage, why, when, and where Leginon writes
 new sessions meanwhile; `embuffer outage end` closes it; `embuffer outage report` says what
 happened during it: movies ingested, sessions created whose images live in the outage
-location (they stay where Leginon recorded them), and the backlog still to reach primary.
+location (they stay where Leginon recorded them), the sessions whose frames Appion would not
+find now (with the folder it looks in), and the backlog still to reach primary.
 Every command says whether it changed anything, so the outage playbooks stay idempotent.
 """
 
@@ -17,6 +18,7 @@ from embuffer.journal import Journal, events
 from embuffer.journal import queries as q
 from embuffer.leginon.db import LeginonDB
 from embuffer.leginon.lookups import sessions_created_in
+from embuffer.report.frame_lookup import sessions_appion_cannot_find
 
 
 def start(journal: Journal, reason: str, by: str, location: str) -> bool:
@@ -70,12 +72,32 @@ class OutageReport:
     bytes_ingested: int = 0
     movies: list[str] = field(default_factory=list)
     sessions_in_outage_location: list[dict[str, Any]] = field(default_factory=list)
+    sessions_appion_cannot_find: list[dict[str, Any]] = field(default_factory=list)
     backlog_files: int = 0
     backlog_bytes: int = 0
     database_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def _render_unfound(self) -> list[str]:
+        lines = [
+            "  sessions whose frames Appion would not find now: "
+            f"{len(self.sessions_appion_cannot_find)}"
+            + (
+                " (during the outage Appion reads the session frame path; outage-off.yml "
+                "sends it back to the buffer)"
+                if self.active and self.sessions_appion_cannot_find
+                else ""
+            )
+        ]
+        for entry in self.sessions_appion_cannot_find:
+            lines.append(
+                f"    {entry['session']}: Appion looks in {entry['appion_path']} "
+                f"({entry['appion_source']}); {entry['missing']} movie(s) are in "
+                f"{', '.join(entry['frames_in'])}"
+            )
+        return lines
 
     def render(self) -> str:
         def when(at: float | None) -> str:
@@ -90,6 +112,7 @@ class OutageReport:
             f"{len(self.sessions_in_outage_location)}",
         ]
         lines += [f"    {s['name']}: {s['image_path']}" for s in self.sessions_in_outage_location]
+        lines += self._render_unfound()
         if self.database_error:
             lines.append(f"  (sessions unknown: {self.database_error})")
         lines.append(
@@ -117,17 +140,25 @@ def report(journal: Journal, db: LeginonDB | None) -> OutageReport | None:
     result.bytes_ingested = sum(nbytes for _, nbytes in rows)
     backlog = q.archive_backlog(journal.db)
     result.backlog_files, result.backlog_bytes = backlog.files, backlog.bytes
-    if db is not None and result.location:
+    if db is not None:
         try:
-            sessions = sessions_created_in(db, outage["start"], finish, result.location)
-            result.sessions_in_outage_location = [
-                {
-                    "name": str(row["name"]),
-                    "image_path": str(row["image_path"]),
-                    "created": str(row["created"]),
-                }
-                for row in sessions
-            ]
+            _add_leginondb_findings(result, journal, db, outage["start"], finish)
         except Exception as error:  # noqa: BLE001 - the report still stands without sessions
             result.database_error = str(error)
     return result
+
+
+def _add_leginondb_findings(
+    result: OutageReport, journal: Journal, db: LeginonDB, start: float, finish: float
+) -> None:
+    """The sessions created in the outage location, and those Appion would not find."""
+    if result.location:
+        result.sessions_in_outage_location = [
+            {
+                "name": str(row["name"]),
+                "image_path": str(row["image_path"]),
+                "created": str(row["created"]),
+            }
+            for row in sessions_created_in(db, start, finish, result.location)
+        ]
+    result.sessions_appion_cannot_find = sessions_appion_cannot_find(journal.db, db, start, finish)
