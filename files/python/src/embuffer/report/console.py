@@ -178,12 +178,19 @@ def held_table(status: Status, now: float) -> Table:
 
 def screen(status: Status, errors: list[RecentError], now: float) -> RenderableType:
     held = [held_table(status, now)] if any(camera.held for camera in status.cameras) else []
+    # whether leginondb can find a frames name without reading a whole time window
+    index_note = (
+        [Text(f"leginondb: {status.frames_name_index}", style="dim")]
+        if status.frames_name_index
+        else []
+    )
     return Group(
         camera_table(status, now),
         *held,
         archive_table(status, now),
         buffer_table(status),
         errors_table(errors, now),
+        *index_note,
         Text(f"as of {_clock(now)}", style="dim"),
     )
 
