@@ -31,3 +31,5 @@ bench: setup
 	.venv/bin/python bench/ingest_bench.py
 	.venv/bin/python bench/archive_bench.py
 	.venv/bin/python bench/journal_bench.py
+	.venv/bin/python bench/leginondb_bench.py
+	.venv/bin/python bench/camera_share_bench.py

@@ -25,6 +25,7 @@ APT_PACKAGES=(
   rsync acl xfsprogs e2fsprogs       # benchmarks' baselines, ACL checks, loop filesystems
   prometheus                         # promtool for the alert-rule tests
   fuse3                              # fusermount3 and libfuse3 for the power-cut test filesystem
+  samba smbnetfs                     # a camera PC's SMB share on loopback, and a FUSE client for it
   python3-venv git make
 )
 CNI_DNS_PACKAGE=golang-github-containernetworking-plugin-dnsname
@@ -37,8 +38,8 @@ install_packages() {
   [ ${#missing[@]} -gt 0 ] || return 0
   echo "installing Debian packages: ${missing[*]}"
   apt-get update -qq
-  # A policy-rc.d keeps the packaged services (mariadb, prometheus) from starting on this
-  # host: the tests run their own private instances. Ours is removed again afterwards.
+  # A policy-rc.d keeps the packaged services (mariadb, prometheus, smbd, nmbd) from starting
+  # on this host: the tests run their own private instances. Ours is removed again afterwards.
   local own_policy=false
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
@@ -49,7 +50,24 @@ install_packages() {
   if $own_policy; then rm -f /usr/sbin/policy-rc.d; fi
 }
 
+# policy-rc.d holds only during the install: with systemd, the next boot would start the
+# packaged Samba daemons, which share printers and home folders on every interface. The tests
+# run their own smbd (own config, port and folders, loopback only), so when this script is what
+# installs samba, the system's daemons are masked. A machine that had samba before keeps its
+# own file server as it was. Without systemd (a container) nothing starts them at boot.
+mask_system_samba() {
+  [ -d /run/systemd/system ] || return 0
+  local unit
+  for unit in smbd.service nmbd.service samba-ad-dc.service; do
+    systemctl stop "$unit" 2>/dev/null || true
+    systemctl mask "$unit" >/dev/null
+  done
+}
+
+samba_was_installed=false
+dpkg-query -W -f='${Status}' samba 2>/dev/null | grep -q "install ok installed" && samba_was_installed=true
 install_packages "${APT_PACKAGES[@]}"
+$samba_was_installed || mask_system_samba
 
 backend=$(podman info --format '{{.Host.NetworkBackend}}')
 if [ "$backend" = cni ]; then
