@@ -26,6 +26,7 @@ from test_metrics import collect_once
 
 from embuffer.cli import main
 from embuffer.config import load_config
+from embuffer.ingest import backlog as cold_backlog
 from embuffer.ingest import intake, load, waiting
 from embuffer.ingest import worker as ingest
 from embuffer.journal import Journal, schema
@@ -154,6 +155,8 @@ def test_a_settled_waiting_file_is_not_stated_or_opened_between_its_looks(
     host, registered, monkeypatch
 ):
     monkeypatch.setattr(waiting, "FIRST_LOOK_SECONDS", 3.0)
+    # the files are there at the start: judged together, so their looks fall due together
+    monkeypatch.setattr(cold_backlog, "JUDGEMENTS_PER_SECOND", 1000.0)
     host.write_config(poll_seconds=0.2, grace_minutes=20)
     names = unmatched_files(host, 20)
     lookups = Lookups(monkeypatch)
@@ -428,3 +431,99 @@ def test_the_rule_tests_catch_a_broken_load_alert(tmp_path, alert, broken):
     result = promtool("test", "rules", RULE_TESTS.name, cwd=tmp_path)
     assert result.returncode != 0
     assert f"alertname: {alert}" in result.stdout + result.stderr
+
+
+# ---- a cold start: thousands of waiting files no earlier run judged --------------------------
+# what the camera PC's file server takes, measured through Samba on loopback and smbnetfs
+# (tests/support/smb_share.py): a stat 0.19 ms, an open that reads a header and closes 15 ms
+SHARE_STAT_SECONDS = 0.0002
+SHARE_OPEN_SECONDS = 0.015
+
+
+def camera_share_latency(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """stat and open of the files of `folder` take as long as they do over SMB."""
+
+    def slowed(original: Callable[..., Any], seconds: float) -> Callable[..., Any]:
+        def call(path: Any, *args: Any, **kwargs: Any) -> Any:
+            if not isinstance(path, int):
+                text = os.fsdecode(os.fspath(path))
+                if os.path.dirname(text) == str(folder) or (
+                    "dir_fd" in kwargs and os.sep not in text and text.endswith(".mrc")
+                ):
+                    time.sleep(seconds)
+            return original(path, *args, **kwargs)
+
+        return call
+
+    for name in ("stat", "lstat"):
+        monkeypatch.setattr(os, name, slowed(getattr(os, name), SHARE_STAT_SECONDS))
+    monkeypatch.setattr(os, "open", slowed(os.open, SHARE_OPEN_SECONDS))
+
+
+def old_backlog(host: BufferHost, count: int, *, previous_release: bool) -> set[str]:
+    """`count` settled, unmatched movies written long before the start, named (as Leginon names
+    frames) by the time they were taken. With `previous_release`, the journal is one the
+    release before camera_files wrote: a `seen` row for each file, and nothing about its
+    size, mtime or structure."""
+    names = {f"20261120_{index:06d}_00.mrc" for index in range(count)}
+    data = mrc_bytes(8, 8, 2, seed=12)
+    for name in names:
+        drop(host.camera / name, data, age=3600.0)
+    if previous_release:
+        old = sqlite3.connect(host.journal)
+        old.executescript(PREVIOUS_SCHEMA)
+        old.executemany(
+            "INSERT INTO movies (camera, source_path, kind, state, first_seen) "
+            "VALUES (?, ?, 'file', 'seen', ?)",
+            [(CAMERA_HOST, str(host.camera / name), time.time() - 3000) for name in names],
+        )
+        old.commit()
+        old.close()
+    return names
+
+
+@pytest.mark.parametrize("journal", ["empty", "previous release"])
+def test_after_a_cold_start_over_1500_unknown_waiting_files_movies_move_within_seconds(
+    host, registered, journal, monkeypatch
+):
+    host.write_config(poll_seconds=1, grace_minutes=60)
+    backlog = old_backlog(host, 1500, previous_release=journal == "previous release")
+    camera_share_latency(host.camera, monkeypatch)
+    # already there at the start, its name in the middle of the backlog's: found by its mtime
+    present = acquire(host, registered, "20261120_000750_50", "present_at_start")
+    started = time.time()
+    with running_ingest(host):
+        time.sleep(1.5)  # the worker has listed the folder: the next movie is new to it
+        dropped_at = time.time()
+        dropped = acquire(host, registered, "20261127_090000_01", "dropped_after_start")
+        wait_for(lambda: copy_started(host, dropped) is not None, 60, "the dropped movie's copy")
+        wait_for(lambda: copy_started(host, present) is not None, 60, "the present movie's copy")
+        present_took = (copy_started(host, present) or 0.0) - started
+        dropped_took = (copy_started(host, dropped) or 0.0) - dropped_at
+        judged_meanwhile = waiting_rows(host)
+    assert present_took < 5.0, f"the movie present at the start moved after {present_took:.1f} s"
+    assert dropped_took < 5.0, f"the movie dropped after the start moved after {dropped_took:.1f} s"
+    assert judged_meanwhile < len(backlog), "the movies did not wait for the whole backlog"
+
+
+def test_the_backlog_is_all_judged_at_a_bounded_rate_each_file_once(host, registered, monkeypatch):
+    monkeypatch.setattr(cold_backlog, "JUDGEMENTS_PER_SECOND", 40.0)
+    monkeypatch.setattr(waiting, "FIRST_LOOK_SECONDS", 60.0)  # no second look meanwhile
+    host.write_config(poll_seconds=1, grace_minutes=60)
+    names = old_backlog(host, 400, previous_release=False)
+    lookups = Lookups(monkeypatch)
+    calls = ShareCalls(host.camera, monkeypatch)
+    with running_ingest(host) as worker:
+        time.sleep(3.0)
+        early = lookups.total()
+        wait_for(lambda: waiting_rows(host) == len(names), 60, "the whole backlog judged")
+        caught_up = time.monotonic()
+        assert len(worker.backlog) == 0
+    started = min(min(times) for times in lookups.at.values())
+    # 40 a second, and at most a second's worth saved up when the worker starts
+    assert early <= 40 * 3.0 + 40, early
+    assert caught_up - started >= (len(names) - 40) / 40 * 0.9
+    assert all(len(times) == 1 for times in lookups.at.values()), "each looked up once"
+    stats, opens = calls.of(names)
+    assert opens == len(names), "each structure read once"
+    assert stats <= 2 * len(names), "a survey stat and a judging stat each"

@@ -7,9 +7,10 @@ passes over the camera folder and takes each file through them: settled (settle.
 that can be stored (odd_names.py), its frames all there (frame_count.py); what happens to a
 settled file is decided in intake.py, and the irreversible steps live in transfer.py.
 
-A pass looks at new and pending files first, then at a ration of the settled files that wait
-on the share (waiting.py): a backlog costs neither a new movie's time nor a request per file
-and poll; what the camera costs leginondb and the share is counted (load.py).
+A pass looks at new and pending files first, then, within a ration, at the files that were
+on the share at the start and no earlier run judged (backlog.py) and at the settled files that
+wait on the share (waiting.py): neither costs a new movie's time nor a request per file and
+poll; what the camera costs leginondb and the share is counted (load.py).
 
 No thread of a camera dies of one file: an exception nobody foresaw is logged with the file
 it concerns, counted (`unexpected_error` events), and the file is retried later while the
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from embuffer import journal as j
 from embuffer.config import CameraConfig, Config
+from embuffer.ingest.backlog import Backlog
 from embuffer.ingest.frame_count import FrameCountWait
 from embuffer.ingest.holds import FailureTracker
 from embuffer.ingest.intake import Intake
@@ -40,7 +42,7 @@ from embuffer.ingest.rows import CameraRows
 from embuffer.ingest.scan import Candidate, list_candidates
 from embuffer.ingest.settle import SettleTracker, Watch
 from embuffer.ingest.verifiers import Verifiers
-from embuffer.ingest.waiting import BACKLOG_SECONDS_PER_PASS, WaitingFiles
+from embuffer.ingest.waiting import BACKLOG_SECONDS_PER_PASS, LookRation, WaitingFiles
 from embuffer.journal import Journal, Movie
 from embuffer.journal import queries as q
 from embuffer.leginon.credentials import read_credentials
@@ -82,6 +84,8 @@ class CameraIngest:
         )
         self.waiting = WaitingFiles(journal, camera.host, camera.path, camera.grace_minutes * 60)
         self.waiting.restore(self.tracker)
+        self.backlog = Backlog()
+        self._waiting_first = False  # rationed passes take the two kinds of file in turn
         self.load = LoadRecorder(journal, camera.host, self.db, self.share)
         self._unlisted_rows: list[Movie] | None = None  # waiting rows to check at a listing
         self.backoff = Backoff()
@@ -111,7 +115,13 @@ class CameraIngest:
         self.failures.forget_missing(listed)
         if self._unlisted_rows is not None:
             vanished_from_listing(self.rows, self._unlisted_rows, listed)
-            self._unlisted_rows = None
+        if not self.backlog.begun:
+            rows = self._unlisted_rows or []
+            self.backlog.begin(
+                (c.name for c in candidates if c.name not in self.waiting),
+                {Path(movie.source_path or "").name for movie in rows},
+            )
+        self._unlisted_rows = None
         return candidates
 
     def run_forever(self) -> None:
@@ -179,8 +189,8 @@ class CameraIngest:
 
     # ---- one pass over the folder ------------------------------------------------------
     def run_pass(self, candidates: list[Candidate], *, first_sight_ok: bool) -> PassResult:
-        """New and pending files first, then the waiting files that are due, rationed (a
-        one-shot pass looks at every file)."""
+        """New and pending files first, then the backlog and the waiting files that are due,
+        rationed (a one-shot pass looks at every file)."""
         result = PassResult()
         if not self.backoff.ready():
             result.waiting = len(candidates)
@@ -188,25 +198,50 @@ class CameraIngest:
         self._forget_gone(candidates)
         pending, due, later = self.waiting.plan(candidates, all_due=first_sight_ok)
         result.waiting += later
-        whole = self._through(pending, result, first_sight_ok=first_sight_ok)
-        if whole:
-            whole = self._through(due, result, first_sight_ok=first_sight_ok, rationed=True)
+        if first_sight_ok:
+            whole = self._through(pending, result, first_sight_ok=True)
+            whole = whole and self._through(due, result, first_sight_ok=True)
+        else:
+            new, surveyed, unseen = self.backlog.split(pending, self.tracker.watches)
+            whole = self._through(new, result, first_sight_ok=False)
+            whole = whole and self._rationed(surveyed, unseen, due, result)
         if whole:
             self.backoff.succeeded()
         return result
+
+    def _rationed(
+        self,
+        surveyed: list[Candidate],
+        unseen: list[Candidate],
+        due: list[Candidate],
+        result: PassResult,
+    ) -> bool:
+        """The backlog (judged, then surveyed) and the waiting files that are due, within one
+        share of the pass's time, each kind first in turn so that neither starves."""
+        ends = time.monotonic() + BACKLOG_SECONDS_PER_PASS
+        self._waiting_first = not self._waiting_first
+        if self._waiting_first and not self._through(due, result, self.waiting.ration, ends):
+            return False
+        if not self._through(surveyed, result, self.backlog.judging, ends):
+            return False
+        self.backlog.survey(unseen, self.tracker, ends)
+        result.waiting += len(unseen)  # surveyed or not, judged in a later pass
+        if not self._waiting_first:
+            return self._through(due, result, self.waiting.ration, ends)
+        return True
 
     def _through(
         self,
         candidates: list[Candidate],
         result: PassResult,
+        ration: LookRation | None = None,
+        ends: float = float("inf"),
         *,
-        first_sight_ok: bool,
-        rationed: bool = False,
+        first_sight_ok: bool = False,
     ) -> bool:
         """Take `candidates` in order; False when the pass must end here (stop, database
-        gone, buffer full). A rationed list ends early, for this pass, when the ration or
-        the pass's time for it runs out."""
-        ends = time.monotonic() + BACKLOG_SECONDS_PER_PASS
+        gone, buffer full). A rationed list ends early, for this pass, when its ration or
+        the pass's time (`ends`) runs out."""
         for index, candidate in enumerate(candidates):
             if self.stop.is_set():
                 return False
@@ -215,15 +250,12 @@ class CameraIngest:
             ):
                 result.waiting += 1  # failed or refused lately: not due yet
                 continue
-            if rationed and not first_sight_ok and not self._rationed_look(ends):
+            if ration is not None and (time.monotonic() >= ends or not ration.take()):
                 result.waiting += len(candidates) - index
                 return True
             if not self._one(candidate, result, first_sight_ok=first_sight_ok):
                 return False
         return True
-
-    def _rationed_look(self, ends: float) -> bool:
-        return time.monotonic() < ends and self.waiting.ration.take()
 
     def _one(self, candidate: Candidate, result: PassResult, *, first_sight_ok: bool) -> bool:
         try:
@@ -262,10 +294,12 @@ class CameraIngest:
             self.frame_wait.forget(name)
             self.placements.forget(name)
         self.waiting.forget(*gone)
+        self.backlog.discard(*gone)
 
     def _take(self, candidate: Candidate, *, first_sight_ok: bool) -> bool | None:
         """One candidate through this pass: True when it has left the camera share's queue,
         False while it waits, None when it vanished meanwhile."""
+        self.backlog.discard(candidate.name)  # judged now: a new file from here on
         watch = self.tracker.observe(candidate)
         if watch is None:
             self.waiting.forget(candidate.name)
