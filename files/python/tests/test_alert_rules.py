@@ -87,6 +87,8 @@ def test_every_alert_is_tested_both_firing_and_silent():
         ("EmbufferIngestStalled", ("for: 5m", "for: 50m")),  # would never page in time
         ("EmbufferMetricsDown", ("> 300", "> 300000")),  # would miss a stale textfile
         ("EmbufferFileHeldOnCamera", ("> 0", "> 1")),  # would miss a single held file
+        ("EmbufferMovieWaitingForRoom", ("> 0", "> 1")),  # would miss one movie that waits
+        ("EmbufferQuarantineStoppedAtReserve", ("for: 5m", "for: 50m")),  # would page too late
     ],
 )
 def test_the_rule_tests_catch_a_broken_rule(tmp_path, alert, broken):

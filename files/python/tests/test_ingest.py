@@ -269,6 +269,12 @@ def test_references_are_written_next_to_the_frames(host, registered):
     from embuffer.leginon.mrcimage import read_mrc
 
     leginon, session = host.leginon, registered["session"]
+    # The norm and dark lie in pytest's folder, which only the account running the tests can
+    # reach: here it owns the session, as a real owner can read their own image path.
+    leginon.rows(
+        "UPDATE SessionData SET uid = %s, gid = %s WHERE DEF_id = %s",
+        (os.getuid(), os.getgid(), session),
+    )
     camera = registered["camera"]
     ref_camera = leginon.camera_em(session, camera, "ref")
     norm = numpy.arange(12, dtype=numpy.float32).reshape(3, 4)

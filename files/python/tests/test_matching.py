@@ -17,7 +17,13 @@ from embuffer.cli import main
 from embuffer.ingest.scan import is_candidate_name
 from embuffer.leginon.credentials import read_credentials
 from embuffer.leginon.db import LeginonDB as EmbufferDB
-from embuffer.leginon.matching import destination_name, find_image, frames_key, load_session
+from embuffer.leginon.matching import (
+    destination_name,
+    explain_miss,
+    find_image,
+    frames_key,
+    load_session,
+)
 from embuffer.leginon.placement import (
     derive_buffer_frame_path,
     session_buffer_folder,
@@ -215,3 +221,16 @@ def test_reference_change_mid_session_is_logged(host, registered):
     assert norm_ids == norms
     assert len(changes) == 1 and "refchg_1" in changes[0][0]
     assert Path(host.buffer_folder() / "references").is_dir()
+
+
+def test_a_name_a_latin1_leginondb_cannot_hold_matches_nothing_and_is_no_outage(host):
+    """A camera file named with characters latin1 has no code for: MariaDB refuses the
+    comparison ("Illegal mix of collations"); that is no image, not an unreachable database
+    (which would back the whole camera off)."""
+    host.leginon.rows("ALTER TABLE CameraEMData CONVERT TO CHARACTER SET latin1", ())
+    db = db_of(host)
+    key = "26nov26a_00001\u2028INFO forged"
+    assert find_image(db, key, CAMERA_HOST, 10) is None
+    miss = explain_miss(db, key, CAMERA_HOST, 10)
+    assert miss.reason.startswith(f"no Leginon image has frames name '{key}'")
+    assert db.errors == 0

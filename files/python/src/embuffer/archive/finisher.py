@@ -34,7 +34,7 @@ class Finisher:
         self.thread.start()
 
     def submit(self, pending: Pending) -> None:
-        self.targets.add(pending[1])
+        self.targets.add(pending.target)
         self.queue.put(pending)
 
     def drain(self) -> None:
@@ -48,20 +48,21 @@ class Finisher:
     def _run(self) -> None:
         while (item := self.queue.get()) is not None:
             try:
-                self._finish(*item)
+                self._finish(item)
             finally:
-                self.targets.discard(item[1])
+                self.targets.discard(item.target)
                 self.queue.task_done()
         self.queue.task_done()
 
-    def _finish(self, movie: Movie, target: Path, partial: str) -> None:
+    def _finish(self, pending: Pending) -> None:
+        movie, target, partial, identity = pending
         if self.failed.is_set():
             remove_tree_quietly(target.with_name(partial))
             return
         try:
             with contextlib.suppress(DestinationExists):
                 finish_partial(target, partial)
-            self.copier.verify_and_record(movie, target)
+            self.copier.verify_and_record(movie, target, identity)
         except ConflictOnPrimary as error:
             self.conflicts += 1
             self.record_error(movie, error, backoff=False)

@@ -2,17 +2,28 @@
 
 Files are written under a partial name here and published by the finisher (second thread);
 folders (DE movies), bzip2 copies and names already on primary are handled whole here. A
-movie counts as archived only after its primary copy was re-read and compared.
+movie counts as archived only after its primary copy was re-read and compared; what a user
+cannot put back of the buffer copy it was read from (buffer_identity.py) is recorded with it,
+for purge.
+
+A movie changed on the buffer after its archive comes back with its new hash (purge found
+it: buffer_check.py). Primary's copy of the earlier bytes is never overwritten: when the
+name holds exactly what this movie was archived as before, it is renamed aside to
+`<name>.superseded-<UTC time>` in the same folder (an `archived_again` event names both),
+and the new bytes are archived under the name as usual. Anything else under the name is
+still refused (ConflictOnPrimary).
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
+from embuffer.archive import buffer_identity as ident
 from embuffer.archive.compressed import copy_compressed, hash_compressed
 from embuffer.config import Config
 from embuffer.journal import Journal, Movie
@@ -26,11 +37,18 @@ from embuffer.safecopy.copy import (
     write_partial,
 )
 from embuffer.safecopy.hashing import hash_path
+from embuffer.safecopy.publish import publish_in
 
 log = logging.getLogger("embuffer.archive")
 
-# what the finisher must publish and verify: the movie, its primary path, the partial name
-Pending = tuple[Movie, Path, str]
+
+class Pending(NamedTuple):
+    """What the finisher must publish and verify."""
+
+    movie: Movie
+    target: Path  # its primary path
+    partial: str  # the partial name written there
+    identity: ident.BufferIdentity  # the buffer copy's, taken before its bytes were read
 
 
 class ConflictOnPrimary(OSError):
@@ -64,6 +82,8 @@ class MovieCopier:
         target = self.primary_path_for(movie)
         ownership = Ownership(movie.uid, movie.gid, self.config.file_mode, self.config.dir_mode)
         make_folders(target.parent, ownership)
+        self.set_aside_earlier_copy(movie, target)
+        identity = ident.current(movie.dest)
         self.interrupt.clear()
         try:
             result = write_partial(
@@ -74,9 +94,10 @@ class MovieCopier:
                 progress=self.progress,
             )
         except DestinationExists:
-            self.verify_and_record(movie, target)
+            # primary had it already: the buffer copy was not read, so no identity for it
+            self.verify_and_record(movie, target, None)
             return None
-        return movie, target, result.partial
+        return Pending(movie, target, result.partial, identity)
 
     def primary_path_for(self, movie: Movie) -> Path:
         path = self.primary / str(movie.rel_path)
@@ -98,22 +119,57 @@ class MovieCopier:
             raise FileNotFoundError(f"primary storage {self.primary} is not available")
         ownership = Ownership(movie.uid, movie.gid, self.config.file_mode, self.config.dir_mode)
         make_folders(target.parent, ownership)
+        self.set_aside_earlier_copy(movie, target)
         interrupt = _either(self.stop, self.interrupt)
         self.interrupt.clear()
-        # DestinationExists: verified below (identical is adopted, different is an error)
-        with contextlib.suppress(DestinationExists):
+        identity: ident.BufferIdentity | None = ident.current(source)
+        try:
             if self.compressed(movie):
                 copy_compressed(source, target, ownership, stop=interrupt)
             else:
                 copy_path(source, target, ownership, stop=interrupt, progress=self.progress)
-        self.verify_and_record(movie, target)
+        except DestinationExists:
+            identity = None  # verified below (identical is adopted, different is an error)
+        self.verify_and_record(movie, target, identity)
 
-    def verify_and_record(self, movie: Movie, target: Path) -> None:
-        """Re-read the primary copy from the device; only an equal one counts as archived."""
+    def hash_primary(self, movie: Movie, target: Path) -> tuple[int, str]:
+        """Size and hash of the movie's bytes in a primary copy, read from the device."""
         if self.compressed(movie):
-            size, digest = hash_compressed(target)
-        else:
-            size, digest = hash_path(target, drop_cache=True)
+            return hash_compressed(target)
+        return hash_path(target, drop_cache=True)
+
+    def set_aside_earlier_copy(self, movie: Movie, target: Path) -> None:
+        """Before a movie that changed after its archive goes to primary again: rename the
+        copy of its earlier bytes aside, never over anything (see the module's notes)."""
+        earlier = movie.primary_hash
+        if earlier is None or earlier == movie.hash or movie.primary_path != str(target):
+            return  # not archived before, or archived with these very bytes
+        if not nofollow.lexists(target) or self.hash_primary(movie, target)[1] != earlier:
+            return  # nothing there, or not ours: the copy below adopts or refuses it
+        aside = ident.superseded_name(target.name, time.time())
+        with nofollow.folder(target.parent) as folder_fd:
+            try:
+                publish_in(folder_fd, target.name, aside, shown=str(target.parent / aside))
+            except DestinationExists as error:
+                raise ConflictOnPrimary(f"{error} exists; {target} not set aside") from None
+        self.journal.event(
+            "archived_again",
+            movie_id=movie.id,
+            camera=movie.camera,
+            nbytes=movie.size,
+            detail=json.dumps(
+                {"primary_path": str(target), "earlier_copy": str(target.parent / aside)}
+            ),
+        )
+        log.warning("%s changed on the buffer: earlier primary copy kept as %s", target, aside)
+
+    def verify_and_record(
+        self, movie: Movie, target: Path, identity: ident.BufferIdentity | None
+    ) -> None:
+        """Re-read the primary copy from the device; only an equal one counts as archived.
+        `identity`: the buffer copy's, taken before the bytes now on primary were read from
+        it (None when they were not: purge then re-hashes it before removing it)."""
+        size, digest = self.hash_primary(movie, target)
         if (size, digest) != (movie.size, movie.hash):
             raise ConflictOnPrimary(
                 f"{target} holds different bytes ({digest}) than the buffer copy "
@@ -127,6 +183,7 @@ class MovieCopier:
                 primary_size=size if nofollow.is_folder(target) else nofollow.lstat(target).st_size,
                 primary_verified_at=time.time(),
                 archive_error=None,
+                **(identity.columns() if identity is not None else ident.unrecorded()),
             )
             self.journal.event(
                 "archived",

@@ -5,8 +5,11 @@ a session marked "keep". Two reasons to remove one, oldest first:
   - age: on the buffer longer than the retention;
   - space: the buffer filesystem is above the high watermark; then go on until it is under
     the low watermark.
-Before each removal the primary copy is checked again (exists, recorded size; with
---paranoid, re-hashed). Each removal is journalled with its evidence. When the low watermark
+Before each removal the buffer copy is checked to be the one the archive read (its size,
+mtime, ctime, inode and device; re-hashed when any changed, or when none was recorded:
+buffer_check.py) and the primary copy again (exists, recorded size; with --paranoid both are
+re-hashed). A buffer copy whose bytes changed after its archive is archived again, never
+removed. Each removal is journalled with its evidence. When the low watermark
 cannot be reached with eligible copies alone, the report says so and the exit code is
 non-zero: that is the signal that primary storage is behind.
 """
@@ -18,13 +21,13 @@ import json
 import logging
 import os
 import shutil
-import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from embuffer import journal as j
+from embuffer.archive.buffer_check import check_buffer_copy
 from embuffer.archive.compressed import hash_compressed
 from embuffer.config import Config
 from embuffer.journal import Journal, Movie
@@ -101,7 +104,8 @@ class Purger:
                 why = f"buffer above {high:g} % used (now {projected:.1f} %)"
             else:
                 break  # oldest first: nothing younger is due, and space is fine
-            problem = self._buffer_problem(movie) or self._primary_problem(movie)
+            buffer = check_buffer_copy(self.journal, movie, paranoid=self.paranoid, dry_run=dry_run)
+            problem = buffer.keep or self._primary_problem(movie)
             if problem:
                 report.say(f"keep {movie.dest_path}: {problem}", logging.ERROR)
                 continue
@@ -112,7 +116,7 @@ class Purger:
             planned_free += int(movie.size or 0)
             if not dry_run:
                 try:
-                    self._remove(movie, why)
+                    self._remove(movie, why, buffer.how)
                 except OSError as error:  # a folder swapped for a link meanwhile, say
                     report.say(f"keep {movie.dest_path}: not removed ({error})", logging.ERROR)
                     continue
@@ -133,31 +137,6 @@ class Purger:
             + (" (dry run)" if dry_run else f", {report.removed_bytes} bytes freed")
         )
         return report
-
-    def _buffer_problem(self, movie: Movie) -> str | None:
-        """Why the buffer copy about to go may not be the bytes primary holds: changed after
-        it was archived (size or mtime; with --paranoid its hash too). Such a copy is kept."""
-        path = Path(movie.dest_path or "")
-        try:
-            info = nofollow.lstat(path)
-            if stat.S_ISDIR(info.st_mode):
-                size = tree_size(path)
-            elif stat.S_ISREG(info.st_mode):
-                size = info.st_size
-            else:
-                return f"buffer copy {path} is not a regular file or folder"
-        except (FileNotFoundError, NotADirectoryError):
-            return None  # already gone: nothing to remove, the journal is brought up to date
-        except OSError as error:
-            return f"buffer copy not readable ({error})"
-        if size != movie.size:
-            return f"buffer copy {path} has {size} bytes, journal says {movie.size}"
-        recorded = movie.buffer_mtime_ns  # recorded when the buffer copy was verified
-        if stat.S_ISREG(info.st_mode) and recorded is not None and info.st_mtime_ns != recorded:
-            return f"buffer copy {path} was modified after it was archived"
-        if self.paranoid and hash_path(path, drop_cache=True)[1] != movie.hash:
-            return f"buffer copy {path} re-hashed differently from the archived bytes"
-        return None
 
     def _primary_problem(self, movie: Movie) -> str | None:
         """Why the primary copy cannot be trusted right now, or None when it can."""
@@ -182,7 +161,7 @@ class Purger:
                 return f"primary copy {primary} re-hashed as {digest}, journal says {movie.hash}"
         return None
 
-    def _remove(self, movie: Movie, why: str) -> None:
+    def _remove(self, movie: Movie, why: str, buffer_check: str) -> None:
         path = movie.dest
         evidence = json.dumps(
             {
@@ -192,6 +171,7 @@ class Purger:
                 "why": why,
                 "age_from": age_basis(movie),
                 "paranoid": self.paranoid,
+                "buffer_check": buffer_check,
             }
         )
         # The archive service commits without syncing each commit (journal/store.py): the primary

@@ -31,6 +31,7 @@ def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
 
 def _ingest_once(workers: list[CameraIngest]) -> int:
     from embuffer.ingest.scan import list_candidates
+    from embuffer.journal import room_waits
     from embuffer.report.progress import byte_progress
 
     waiting = 0
@@ -52,7 +53,15 @@ def _ingest_once(workers: list[CameraIngest]) -> int:
                 result.waiting,
             )
             failed = failed or bool(result.errors)
-    return EXIT_INCOMPLETE if failed else 0
+    # a placed movie that does not fit waits on the camera share, no error: still, what was
+    # asked for ("what is ready now") was not done, and a script must be able to tell
+    journal = workers[0].journal if workers else None
+    no_room = journal is not None and any(
+        kind == "buffer" for _camera, kind in room_waits.waiting_for_room(journal.db)
+    )
+    if no_room:
+        log.error("the buffer is full: movies wait on the camera share (embuffer status)")
+    return EXIT_INCOMPLETE if failed or no_room else 0
 
 
 def _ingest_forever(workers: list[CameraIngest], stop: threading.Event) -> int:
@@ -88,6 +97,10 @@ def cmd_quarantine(config: Config, args: argparse.Namespace) -> int:
     if args.action == "list":
         print(format_listing(q.quarantined_movies(journal)))
         return 0
+    if args.action in ("release", "remove"):
+        from embuffer.cli.quarantine import take_out
+
+        return take_out(config, journal, args)
     from embuffer.ingest.worker import CameraIngest
 
     # retry copies files like ingest does, so it must not run beside an ingest service

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from embuffer.config import Config
@@ -21,15 +20,14 @@ def cmd_outage(config: Config, args: argparse.Namespace) -> int:
 
 
 def _outage_start(journal: Journal, args: argparse.Namespace) -> int:
-    import getpass
-
+    from embuffer.cli.quarantine import caller
     from embuffer.journal.queries import OUTAGE_KEY
     from embuffer.report import outage
 
     if not args.reason.strip() or not args.location:
         print("embuffer outage start: --reason and --location are required", file=sys.stderr)
         return 2
-    by = args.by or os.environ.get("SUDO_USER") or getpass.getuser()
+    by = args.by or caller()
     changed = outage.start(journal, args.reason, by, args.location)
     print(json.dumps({"changed": changed, "outage": journal.get_setting(OUTAGE_KEY)}))
     return 0

@@ -70,7 +70,11 @@ def _add_verify(commands: Commands) -> None:
 
 def _add_quarantine(commands: Commands) -> None:
     quarantine = commands.add_parser("quarantine", help="files embuffer could not place")
-    quarantine.add_argument("action", choices=["list", "retry"])
+    quarantine.add_argument("action", choices=["list", "retry", "release", "remove"])
+    quarantine.add_argument("id", nargs="?", type=int, help="release/remove: the row's id (list)")
+    quarantine.add_argument("--to", type=Path, help="release: a new path, or a folder to put it in")
+    quarantine.add_argument("--reason", default="", help="why (required for remove)")
+    quarantine.add_argument("--by", default="", help="who asked (default: the caller)")
     quarantine.set_defaults(handler=cmd_quarantine)
 
 

@@ -8,6 +8,8 @@ import sys
 import threading
 from types import FrameType
 
+from embuffer.journal.escape import one_line
+
 log = logging.getLogger("embuffer")
 EXIT_CONFIG = 78  # EX_CONFIG: the configuration is unusable
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another instance holds the journal
@@ -16,12 +18,20 @@ EXIT_SOFTWARE = 70  # EX_SOFTWARE: a worker thread died; systemd restarts the se
 EXIT_JOURNAL_REPLACED = 74  # EX_IOERR: the journal was deleted or replaced under the service
 
 
+class OneLineFormatter(logging.Formatter):
+    """Every record is one line: names from the camera share and leginondb, a traceback,
+    anything else a message carries is escaped (journal/escape.py). Under systemd stderr goes
+    to journald, where each newline starts a new entry, so a newline in a file name could
+    otherwise forge a whole entry of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return one_line(super().format(record))
+
+
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def stop_on_signals() -> threading.Event:

@@ -27,6 +27,10 @@ BUFFER_KEYS: Spec = {
     "hostname": Key((str,), False, None),
     "quarantine": Key((str,), True, None),
     "journal": Key((str,), False, "/var/lib/embuffer/journal.sqlite"),
+    # Percent of a filesystem kept free for movies that have a place: quarantine and every
+    # other write that is not a placed movie stops before its filesystem falls below it
+    # (safecopy/space.py); the files it would have written stay on the camera share.
+    "reserve_percent": Key((int, float), False, 10),
 }
 DATABASE_KEYS: Spec = {"credentials": Key((str,), True, None)}
 CAMERA_KEYS: Spec = {

@@ -45,6 +45,9 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH, *, check_paths: bool = True) -
     metrics = read_table(raw.get("metrics", {}), METRICS_KEYS, "metrics", problems)
     cameras = _read_cameras(raw.get("camera", []), problems)
     _check_purge(purge, problems)
+    reserve = buffer["reserve_percent"]
+    if isinstance(reserve, int | float) and not 0 <= reserve < 100:
+        problems.append(f"[buffer] 'reserve_percent' must be from 0 to below 100, got {reserve}")
     if check_paths:
         check_folder(buffer["root"], "[buffer] root", problems, writable=True)
         check_folder(buffer["quarantine"], "[buffer] quarantine", problems, writable=True)
@@ -74,6 +77,7 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH, *, check_paths: bool = True) -
             low_watermark_percent=float(purge["low_watermark_percent"]),
         ),
         metrics=MetricsConfig(listen=metrics["listen"], textfile=metrics["textfile"]),
+        reserve_percent=float(buffer["reserve_percent"]),
     )
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embuffer.config.keys import ARCHIVE_KEYS, CAMERA_KEYS, METRICS_KEYS, PURGE_KEYS
+from embuffer.config.keys import (
+    ARCHIVE_KEYS,
+    BUFFER_KEYS,
+    CAMERA_KEYS,
+    METRICS_KEYS,
+    PURGE_KEYS,
+)
 
 
 class ConfigError(Exception):
@@ -66,6 +72,8 @@ class Config:
     # facility group and Appion can read frames; never world-writable).
     file_mode: int = 0o664
     dir_mode: int = 0o2775
+    # kept free on each filesystem for placed movies (safecopy/space.py)
+    reserve_percent: float = float(BUFFER_KEYS["reserve_percent"].default)
 
     @property
     def state_dir(self) -> Path:

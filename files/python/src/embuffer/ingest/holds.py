@@ -1,21 +1,30 @@
-"""Unexpected failures per camera file: back off, retry, and after repeated failures hold.
+"""Failures per camera file: back off, retry, and after repeated failures hold.
 
-A file whose handling raises something embuffer did not foresee (a bug, a corrupt header
-that trips a parser, a filesystem answering oddly) must not stop its camera: the worker logs
-it with the file's name, counts it (an `unexpected_error` event), and goes on with the next
-file. The failing file is retried after a growing delay; after HOLD_AFTER_FAILURES failures it
-is *held*: it stays on the camera share, `embuffer status` and the metrics name it (an alert
-rule fires), and it is retried only every HELD_RETRY_SECONDS, so that a fix (a new release,
-a database correction) lets it go without anyone touching it. The record lives in the
-journal's `held_files` table, so a restart neither forgets the hold nor loops on the file.
+A file whose handling fails (a bug, a corrupt header that trips a parser, a filesystem
+answering oddly, an I/O error of any errno on the file or on one of its members, a database
+error about its row) must not stop its camera, nor cost unbounded work: the worker logs it
+with the file's name, counts it, and goes on with the next file. The failing file is retried
+after a growing delay; after HOLD_AFTER_FAILURES failures it is *held*: it stays on the camera
+share, `embuffer status` and the metrics name it (an alert rule fires), and it is retried
+after HELD_RETRY_SECONDS, then after twice as long each time up to HELD_RETRY_CAP_SECONDS, so
+that a fix (a new release, a database correction) lets it go without anyone touching it while
+a file that never goes costs a few copies a day. A file is thus copied at most
+HOLD_AFTER_FAILURES times before it is held. The record lives in the journal's `held_files`
+table, so a restart neither forgets the hold nor loops on the file (it retries it once).
+
+Errors that concern the whole buffer or the whole camera share are not counted here: the
+worker backs off the whole camera for those (worker.py), as no file is to blame.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from embuffer.journal import Journal, held_files
 
@@ -24,6 +33,27 @@ log = logging.getLogger("embuffer.holds")
 HOLD_AFTER_FAILURES = 5
 FIRST_RETRY_SECONDS = 2.0
 HELD_RETRY_SECONDS = 600.0
+# a held file that keeps failing is tried at least this often (a fix lets it go by itself)
+HELD_RETRY_CAP_SECONDS = 6 * 3600.0
+
+
+# errors of the buffer's filesystem itself (full, over quota, read-only): no file is to blame
+BUFFER_WIDE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def concerns_whole_camera(error: OSError, camera_folder: Path) -> bool:
+    """Whether an error is the buffer's or the camera share's rather than one file's: the
+    buffer full or read-only, or the camera folder unreadable now (a share that went away
+    answers every file with EIO, ENOTCONN, EHOSTDOWN...). Those back off the whole camera and
+    hold no file; the folder is read only after an error, so a working share pays nothing."""
+    if error.errno in BUFFER_WIDE_ERRNOS:
+        return True
+    try:
+        with os.scandir(camera_folder) as listing:
+            next(listing, None)
+    except OSError:
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -38,7 +68,8 @@ class HeldFile:
 
 def retry_delay(failures: int) -> float:
     if failures >= HOLD_AFTER_FAILURES:
-        return HELD_RETRY_SECONDS
+        held_tries = min(failures - HOLD_AFTER_FAILURES, 32)  # 2**32 is past any cap
+        return float(min(HELD_RETRY_CAP_SECONDS, HELD_RETRY_SECONDS * 2**held_tries))
     return float(FIRST_RETRY_SECONDS * 2 ** max(0, failures - 1))
 
 
@@ -86,7 +117,8 @@ class FailureTracker:
         )
         if failures == HOLD_AFTER_FAILURES:
             log.error(
-                "%s failed %d times; held on the camera share (retried every %.0f min): %s",
+                "%s failed %d times; held on the camera share (retried in %.0f min, then "
+                "less and less often): %s",
                 source,
                 failures,
                 HELD_RETRY_SECONDS / 60,

@@ -17,8 +17,9 @@ from embuffer.config import CameraConfig
 from embuffer.ingest import sidecars
 from embuffer.ingest.frame_count import FrameCountWait
 from embuffer.ingest.placing import Placements, match_fields
+from embuffer.ingest.room import RoomCheck
 from embuffer.ingest.rows import CameraRows
-from embuffer.ingest.scan import Candidate
+from embuffer.ingest.scan import Candidate, sidecar_for
 from embuffer.ingest.settle import Watch
 from embuffer.ingest.verifiers import Verifiers
 from embuffer.journal import queries as q
@@ -55,6 +56,7 @@ class Intake:
         self.frame_wait = frame_wait
         self.tell = tell
         self.references = ReferenceWriter(db, rows.journal, camera.host)
+        self.room = RoomCheck(rows, tell)
 
     def handle(
         self,
@@ -79,6 +81,8 @@ class Intake:
         if problem is not None and retry:
             return self._not_placed_after_all(movie_id)
         if problem is not None:  # never followed: a name is not allowed to be a path
+            if self._no_room_in_quarantine(movie_id, candidate):
+                return False
             self.journal.event("unsafe_name", camera=self.camera.host, detail=problem)
             self.rows.quarantine(movie_id, f"{problem}; not followed")
             return True
@@ -139,12 +143,18 @@ class Intake:
             )
             return False
         dest = placed.folder / destination_name(match.filename, candidate.name, candidate.is_dir)
+        # references count with the movie they serve: small, and written for a placed movie
+        sources = (candidate.path, sidecar_for(candidate))
+        if self.room.waits(movie_id, sources, placed.folder, placed=True):
+            return self._not_placed_after_all(movie_id) if retry else False
         self.references.write_for(movie_id, match, placed.folder, placed.ownership)
         fields = match_fields(self.rows.config.buffer_root, match, dest, placed)
         outcome = self.rows.transfer.begin(
             movie_id, candidate.path, dest, placed.ownership, **fields
         )
         if outcome is False:
+            if self._no_room_in_quarantine(movie_id, candidate):
+                return False
             self.rows.quarantine(movie_id, f"a different file already exists at {dest}")
             return True
         sidecars.copy_beside_movie(self.rows, self.verifiers, candidate, match, placed)
@@ -159,6 +169,8 @@ class Intake:
                 f"{candidate.name!r}: no Leginon image yet for "
                 f"frames name {key!r}; waiting up to {self.camera.grace_minutes:g} min",
             )
+            return False
+        if self._no_room_in_quarantine(movie_id, candidate):
             return False
         miss = explain_miss(self.db, key, self.camera.host, self.camera.check_days)
         reason = f"{miss.reason} (waited {waited / 60:.0f} min)"
@@ -175,5 +187,13 @@ class Intake:
                 candidate, first_seen=watch.first_seen_wall, closed_at=watch.snapshot.mtime
             )
         )
+        if self._no_room_in_quarantine(movie_id, candidate):
+            return  # stays on the camera share; watched again from its next listing
         reason = f"incomplete and unchanged for {self.camera.grace_minutes:g} min: {waiting_for}"
         self.rows.quarantine(movie_id, reason)
+
+    def _no_room_in_quarantine(self, movie_id: int, candidate: Candidate) -> bool:
+        """Quarantine is not a placed movie: it stops at the reserve (safecopy/space.py)."""
+        folder = self.rows.config.quarantine / self.camera.host
+        sources = (candidate.path, sidecar_for(candidate))
+        return self.room.waits(movie_id, sources, folder, placed=False)

@@ -177,8 +177,9 @@ class Verifiers:
         movie = self.journal.movie(movie_id)
         if movie.state == final:
             self.failures.succeeded(str(movie.source_path))
+            # both names come from outside (camera share, leginondb filename): quoted, escaped
             log.info(
-                "%s %r -> %s (%d bytes, xxh3-128 %s, verified)",
+                "%s %r -> %r (%d bytes, xxh3-128 %s, verified)",
                 event,
                 movie.source_path,
                 movie.dest_path,

@@ -21,7 +21,6 @@ non-zero so that systemd restarts it (cli/).
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 import time
@@ -32,7 +31,7 @@ from embuffer import journal as j
 from embuffer.config import CameraConfig, Config
 from embuffer.ingest.backlog import Backlog
 from embuffer.ingest.frame_count import FrameCountWait
-from embuffer.ingest.holds import FailureTracker
+from embuffer.ingest.holds import FailureTracker, concerns_whole_camera
 from embuffer.ingest.intake import Intake
 from embuffer.ingest.load import LoadRecorder, ShareOps
 from embuffer.ingest.odd_names import odd_name_problem, printable, quarantine_odd_name
@@ -50,6 +49,7 @@ from embuffer.leginon.db import Backoff, DatabaseUnavailable, LeginonDB
 from embuffer.leginon.frame_paths import register_outage_sessions
 from embuffer.safecopy import nofollow
 from embuffer.safecopy.copy import CopyAborted, SourceChanged
+from embuffer.safecopy.space import room_problem, size_of
 from embuffer.safecopy.transfer import Transfer
 
 log = logging.getLogger("embuffer.ingest")
@@ -272,15 +272,19 @@ class CameraIngest:
             return False
         except (CopyAborted, SourceChanged) as error:
             log.info("copy of %r not finished: %s; will retry", candidate.name, error)
+            if isinstance(error, SourceChanged):  # each try cost a copy: counted, as below
+                self.failures.failed(str(candidate.path), f"ingest: {error}")
         except OSError as error:
             result.errors.append(f"{candidate.name}: {error}")
             self.journal.event(
                 "error", camera=self.camera.host, detail=f"{candidate.name!r}: {error}"
             )
             log.error("ingest %r failed: %s; it stays on the camera share", candidate.name, error)
-            if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            if concerns_whole_camera(error, self.camera.path):
                 self.backoff.failed()
                 return False
+            # the file's own (any errno, on it or a member): retried later, then held
+            self.failures.failed(str(candidate.path), f"ingest: {error}")
         except Exception as error:  # noqa: BLE001 - one bad file must not stop a camera
             result.errors.append(f"{candidate.name}: {error!r}")
             self._unexpected(candidate.path, error, "ingest")
@@ -311,7 +315,8 @@ class CameraIngest:
                 self.intake.quarantine_abandoned(candidate, watch, waiting_for)
                 self._left(candidate.name)
             return False
-        problem = odd_name_problem(candidate.name)
+        folder = candidate.path if candidate.is_dir else None  # its members' names count too
+        problem = odd_name_problem(candidate.name, members_of=folder)
         if problem is not None:  # before anything writes the name to the journal
             if not self._odd_name(candidate, problem):
                 self._defer(watch)
@@ -356,14 +361,23 @@ class CameraIngest:
             log.error("cannot record the failure in the journal: %s", journal_error)
 
     def _odd_name(self, candidate: Candidate, problem: str) -> bool:
-        """A camera file whose name cannot be stored or extended (odd_names.py)."""
-        if candidate.is_dir:
+        """A camera file whose name (or a member's) cannot be stored or extended."""
+        if candidate.is_dir and odd_name_problem(candidate.name) is not None:
             shown = printable(candidate.path)
             self._tell(str(candidate.path), f"folder {shown!r}: {problem}; left where it is")
             if shown not in self._odd_folders_journaled:
                 self._odd_folders_journaled.add(shown)
                 detail = f"folder {shown!r}: {problem}; left on the camera share"
                 self.journal.event("unsafe_name", camera=self.camera.host, detail=detail)
+            return False
+        # its name cannot go into the journal: a wait for room is told, not journaled
+        config = self.rows.config
+        no_room = room_problem(
+            config.quarantine, size_of(candidate.path), config.reserve_percent, placed=False
+        )
+        if no_room is not None:
+            shown = printable(candidate.path)
+            self._tell(str(candidate.path), f"{shown!r}: {problem}; waits for room: {no_room}")
             return False
         quarantine_odd_name(self.rows, candidate.path, problem)
         return True

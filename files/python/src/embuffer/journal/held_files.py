@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from embuffer import journal as j
+from embuffer.journal.escape import one_line
 
 
 def held_rows(db: sqlite3.Connection, camera: str | None) -> list[tuple[Any, ...]]:
@@ -46,7 +47,7 @@ def record_failure(
         if now_held:
             db.execute(
                 "INSERT INTO events (at, camera, action, detail) VALUES (?, ?, 'held', ?)",
-                (now, camera, f"{source}: {error}"),
+                (now, camera, one_line(f"{source}: {error}")),
             )
 
 

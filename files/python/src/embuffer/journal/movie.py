@@ -17,7 +17,8 @@ VERIFIED = "verified"  # buffer copy re-read and equal; camera copy may be remov
 DONE = "done"  # camera copy removed; the buffer holds the only copy (for now)
 QUARANTINED = "quarantined"  # moved (verified) into the quarantine folder, reason recorded
 PURGED = "purged"  # buffer copy removed after primary was verified
-RELEASED = "released"  # a quarantined file that `quarantine retry` placed after all
+RELEASED = "released"  # a quarantined file placed by `quarantine retry` or moved out by `release`
+REMOVED = "removed"  # a quarantined file deleted on request (`quarantine remove`), with evidence
 VANISHED = "vanished"  # the camera file disappeared before embuffer copied it
 ACTIVE_INGEST_STATES = (SEEN, MATCHED, COPYING, COPIED, VERIFIED)
 
@@ -65,6 +66,9 @@ class Movie:
     instrument_id: int | None = None
     frame_path_registered: int | None = None
     buffer_mtime_ns: int | None = None
+    buffer_ctime_ns: int | None = None
+    buffer_inode: int | None = None
+    buffer_device: int | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row | dict[str, Any]) -> Movie:

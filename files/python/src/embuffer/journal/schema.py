@@ -96,6 +96,12 @@ ADDED_COLUMNS = (
     ("instrument_id", "INTEGER"),  # InstrumentData row of the camera (outage registration)
     ("frame_path_registered", "INTEGER"),  # 0: buffer frame path to record for Appion; 1: done
     ("buffer_mtime_ns", "INTEGER"),  # the buffer copy's mtime when verified (purge re-checks)
+    # What a user cannot put back, of the buffer copy whose bytes went to primary (taken by the
+    # archive before it read them; for a folder the newest ctime of it and its members):
+    # purge re-hashes a copy whose identity changed, or that has none recorded (older rows).
+    ("buffer_ctime_ns", "INTEGER"),
+    ("buffer_inode", "INTEGER"),
+    ("buffer_device", "INTEGER"),
 )
 
 

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from embuffer.journal.escape import one_line
 from embuffer.journal.movie import ACTIVE_INGEST_STATES, PURGED, QUARANTINED, Movie
 from embuffer.journal.schema import SCHEMA, add_missing_columns
 
@@ -199,7 +200,8 @@ class Journal:
         self.write(
             "INSERT INTO events (at, movie_id, camera, action, bytes, detail) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (time.time(), movie_id, camera, action, nbytes, detail),
+            # a detail names camera files and leginondb rows: one event, one line
+            (time.time(), movie_id, camera, action, nbytes, one_line(detail)),
         )
 
     def get_setting(self, key: str) -> Any:

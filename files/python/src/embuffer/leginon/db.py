@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import pymysql
 import pymysql.cursors
@@ -40,9 +40,17 @@ class SchemaMissing(LookupError):
     """A table or column that this leginondb does not have (MySQL errors 1146, 1054)."""
 
 
+class NotInCharacterSet(LookupError):
+    """A value the compared column's character set cannot hold (MySQL errors 1267, 1270,
+    1271: a camera file name with characters a latin1 leginondb has no code for). No row
+    can hold it either, so it matches nothing; the database itself is fine."""
+
+
 # MySQL/MariaDB error numbers for a missing table and a missing column
 ER_NO_SUCH_TABLE = 1146
 ER_BAD_FIELD_ERROR = 1054
+# "Illegal mix of collations" for two, three or more operands
+ER_COLLATION_MIXES = (1267, 1270, 1271)
 # Tables appear when Leginon inserts their first row: a cached "missing" is looked at again
 # after this long, so a bright reference taken mid-session is found within a minute.
 SCHEMA_CACHE_SECONDS = 60.0
@@ -120,12 +128,20 @@ class LeginonDB:
                 self._columns.clear()  # the schema is not what the cache said
                 raise SchemaMissing(str(error.args[-1])) from error
             raise
-        except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError) as error:
-            self.errors += 1
-            self.close()
-            raise DatabaseUnavailable(
-                f"leginondb {self.credentials.describe()} unavailable: {error}"
-            ) from error
+        except pymysql.err.OperationalError as error:
+            if error.args and error.args[0] in ER_COLLATION_MIXES:
+                raise NotInCharacterSet(str(error.args[-1])) from error
+            self._unavailable(error)
+        except (pymysql.err.InterfaceError, OSError) as error:
+            self._unavailable(error)
+
+    def _unavailable(self, error: Exception) -> NoReturn:
+        """Drop the broken connection and say so: nothing is decided on a failed query."""
+        self.errors += 1
+        self.close()
+        raise DatabaseUnavailable(
+            f"leginondb {self.credentials.describe()} unavailable: {error}"
+        ) from error
 
     def rows(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[dict[str, Any]]:
         return self._run(sql, args)[0]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embuffer.leginon.db import LeginonDB, SchemaMissing
+from embuffer.leginon.db import LeginonDB, NotInCharacterSet, SchemaMissing
 from embuffer.leginon.indexes import FRAMES_NAME, leading, window_hint
 
 IMAGE_TABLES = ("AcquisitionImageData", "DarkImageData", "BrightImageData", "NormImageData")
@@ -128,6 +128,11 @@ def image_rows(
         rows = db.rows(" UNION ALL ".join(parts), args)
     except SchemaMissing as missing:  # dropped or altered since the columns were read
         db.note_missing(f"part of the image tables ({missing})", "no images this time")
+        return []
+    except NotInCharacterSet:
+        # a camera file name with characters leginondb's frames names cannot hold (a latin1
+        # site): no image has it, so it waits out its grace period and goes to quarantine,
+        # rather than being taken for a database outage that would stall the whole camera
         return []
     for row in rows:
         row["table"] = IMAGE_TABLES[int(row["table_order"])]

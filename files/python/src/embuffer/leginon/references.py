@@ -6,6 +6,11 @@ rotates frames (flip first, then rotate by (4 - rotate) x 90 degrees; the dark i
 by the number of frames), the defect plan as `defect_plan%04d.txt`, and one line per movie in
 `reference_list.txt`. The journal keeps the norm/dark of every movie; a reference change in
 the middle of a session is logged. Errors here never hold up a movie: they are logged.
+
+A reference is read with the service's capabilities but handed to the session owner, so it
+is copied only when the owner could have read it themselves, through every folder of its path
+(owner_access.py); a refusal is logged and journaled once per file, and the movie goes on
+without that reference (its column in the list stays empty).
 """
 
 from __future__ import annotations
@@ -14,8 +19,7 @@ import ast
 import contextlib
 import logging
 import os
-import pwd
-import stat
+import shutil
 from pathlib import Path
 
 from embuffer.journal import Journal
@@ -24,6 +28,7 @@ from embuffer.leginon.db import DatabaseUnavailable, LeginonDB
 from embuffer.leginon.matching import ImageMatch, load_session
 from embuffer.leginon.mrcimage import read_mrc, write_mrc
 from embuffer.leginon.names import name_problem
+from embuffer.leginon.owner_access import OwnerCannotRead, account_of, open_as
 from embuffer.safecopy import nofollow
 from embuffer.safecopy.copy import (
     DestinationExists,
@@ -31,8 +36,11 @@ from embuffer.safecopy.copy import (
     apply_ownership,
     copy_file,
     make_folders,
+    publish_in,
     replace_file,
 )
+from embuffer.safecopy.partials import PARTIAL_SUFFIX, partial_prefix
+from embuffer.safecopy.publish import unlink_quietly
 
 log = logging.getLogger("embuffer.references")
 LIST_NAME = "reference_list.txt"
@@ -44,6 +52,7 @@ class ReferenceWriter:
         self.journal = journal
         self.camera = camera
         self._last_by_session: dict[int, tuple[int | None, int | None]] = {}
+        self._refused: set[str] = set()  # references already reported as not the owner's
 
     def write_for(
         self, movie_id: int, match: ImageMatch, folder: Path, ownership: Ownership
@@ -52,14 +61,14 @@ class ReferenceWriter:
             return
         self._note_change(movie_id, match)
         try:
-            self._write(match, folder, ownership)
+            self._write(movie_id, match, folder, ownership)
         except DatabaseUnavailable:
             raise
         except (OSError, ValueError, LookupError) as error:
             self.journal.event(
                 "reference_error", movie_id=movie_id, camera=self.camera, detail=str(error)
             )
-            log.error("references for %s not written: %s", match.filename, error)
+            log.error("references for %r not written: %s", match.filename, error)
 
     def _note_change(self, movie_id: int, match: ImageMatch) -> None:
         current = (match.norm_id, match.dark_id)
@@ -70,7 +79,7 @@ class ReferenceWriter:
             detail = (
                 f"session {match.session_id}: references changed from norm/dark "
                 f"{previous[0]}/{previous[1]} to {current[0]}/{current[1]} at "
-                f"{match.filename}"
+                f"{match.filename!r}"
             )
             self.journal.event(
                 "reference_changed", movie_id=movie_id, camera=self.camera, detail=detail
@@ -93,7 +102,7 @@ class ReferenceWriter:
         session = load_session(self.db, int(rows[0]["session_id"]))
         return filename, session.image_path
 
-    def _write(self, match: ImageMatch, folder: Path, ownership: Ownership) -> None:
+    def _write(self, movie_id: int, match: ImageMatch, folder: Path, ownership: Ownership) -> None:
         references = folder / "references"
         make_folders(references, ownership)
         names: dict[str, str] = {"norm": "", "dark": ""}
@@ -104,8 +113,12 @@ class ReferenceWriter:
             if row_id is None:
                 continue
             filename, image_path = self._reference(table, row_id)
-            plain = references / f"{filename}.mrc"
-            self._copy_once(Path(image_path) / f"{filename}.mrc", plain, ownership)
+            plain, source = references / f"{filename}.mrc", Path(image_path) / f"{filename}.mrc"
+            try:
+                _copy_once(source, plain, ownership)
+            except OwnerCannotRead as refused:
+                self._report_refusal(movie_id, source, refused.strerror or str(refused))
+                continue
             names[kind] = plain.name
             scale = (match.nframes or 1) if kind == "dark" else 1
             if match.frame_flip or match.frame_rotate or scale != 1:
@@ -116,17 +129,14 @@ class ReferenceWriter:
         plan = self._defect_plan(match, references, ownership)
         self._append_list(references, ownership, match, names, plan)
 
-    @staticmethod
-    def _copy_once(source: Path, dest: Path, ownership: Ownership) -> None:
-        if nofollow.lexists(dest):
-            return  # written for an earlier movie of this session
-        # The copy goes to the session owner, read with the service's rights: only a file
-        # the owner could read anyway, or a row in leginondb would hand over any *.mrc.
-        problem = owner_cannot_read(nofollow.lstat(source), ownership)
-        if problem is not None:
-            raise PermissionError(f"{source}: {problem}; reference not copied")
-        with contextlib.suppress(DestinationExists):  # another writer was quicker
-            copy_file(source, dest, ownership)
+    def _report_refusal(self, movie_id: int, source: Path, why: str) -> None:
+        """Once per file and process: every movie of the session names the same reference."""
+        detail = f"{source}: not readable by the session owner ({why}); reference not copied"
+        if detail in self._refused:
+            return
+        self._refused.add(detail)
+        self.journal.event("reference_error", movie_id=movie_id, camera=self.camera, detail=detail)
+        log.error("%s", detail)
 
     @staticmethod
     def _write_modified(
@@ -210,28 +220,41 @@ def _append_line(listing: Path, key: str, line: str, ownership: Ownership) -> No
             os.fsync(folder_fd)
 
 
-def owner_cannot_read(info: os.stat_result, ownership: Ownership) -> str | None:
-    """Why the session owner could not read this file themselves (None when they could)."""
-    if not stat.S_ISREG(info.st_mode):
-        return "not a regular file"
-    if ownership.uid is None:
-        return None  # the copy stays the service's own
-    if info.st_uid == ownership.uid:
-        allowed = info.st_mode & stat.S_IRUSR
-    elif info.st_gid in _groups_of(ownership.uid, ownership.gid):
-        allowed = info.st_mode & stat.S_IRGRP
-    else:
-        allowed = info.st_mode & stat.S_IROTH
-    return None if allowed else f"not readable by the session owner (uid {ownership.uid})"
-
-
-def _groups_of(uid: int, gid: int | None) -> set[int]:
-    groups = set() if gid is None else {gid}
+def _copy_once(source: Path, dest: Path, ownership: Ownership) -> None:
+    """Copy a reference into the session's references folder unless it is there already.
+    The copy goes to the session owner, read with the service's rights: only a file the
+    owner could read anyway, or a row in leginondb would hand over any file of the host."""
+    if nofollow.lexists(dest):
+        return  # written for an earlier movie of this session
+    if ownership.uid is None:  # the copy stays the service's own, as the session folder does
+        with contextlib.suppress(DestinationExists):  # another writer was quicker
+            copy_file(source, dest, ownership)
+        return
+    source_fd = open_as(account_of(ownership.uid), str(source))
     try:
-        account = pwd.getpwuid(uid)
-    except KeyError:
-        return groups  # an account only the camera's NFS export knows: its session group
-    return groups | {account.pw_gid, *os.getgrouplist(account.pw_name, account.pw_gid)}
+        with contextlib.suppress(DestinationExists):
+            _copy_from(source_fd, dest, ownership)
+    finally:
+        os.close(source_fd)
+
+
+def _copy_from(source_fd: int, dest: Path, ownership: Ownership) -> None:
+    """The bytes of the descriptor the owner's check opened (not the path again, which could
+    have been swapped since) into a new file published under `dest`, never replacing one."""
+    with nofollow.folder(dest.parent) as folder_fd:
+        temp_fd, temp = nofollow.create_temporary(
+            folder_fd, partial_prefix(dest.name), PARTIAL_SUFFIX
+        )
+        try:
+            with os.fdopen(temp_fd, "wb") as out, os.fdopen(source_fd, "rb", closefd=False) as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+                out.flush()
+                apply_ownership(out.fileno(), ownership, ownership.file_mode)
+                os.fsync(out.fileno())
+            publish_in(folder_fd, temp, dest.name, shown=str(dest))
+        except BaseException:
+            unlink_quietly(folder_fd, temp)
+            raise
 
 
 def _sequence(text: object) -> list[object]:

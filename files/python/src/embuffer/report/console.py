@@ -22,6 +22,8 @@ from rich.text import Text
 
 from embuffer.config import Config
 from embuffer.journal import Journal, events
+from embuffer.journal.escape import one_line
+from embuffer.report.space import is_alarm, space_lines
 from embuffer.report.status import Status, ago, collect, render, size
 
 ERROR_ACTIONS = (
@@ -80,8 +82,12 @@ def camera_table(status: Status, now: float) -> Table:
             f"{camera.host}\n[dim]{camera.folder}[/dim]",
             state,
             # the Leginon name is what a person looks for; the folder is the session's
-            f"{os.path.basename(camera.last_file or '-')}\n"
-            f"[dim]{ago(camera.last_file_at, now)}[/dim]",
+            # a name is never read as markup (Text, not a markup string) nor as control codes
+            Text.assemble(
+                one_line(os.path.basename(camera.last_file or "-")),
+                "\n",
+                (ago(camera.last_file_at, now), "dim"),
+            ),
             f"{size(camera.bytes_per_second)}/s",
             str(camera.in_flight),
             str(camera.moved),
@@ -99,11 +105,13 @@ def archive_table(status: Status, now: float) -> Table:
         return table
     if archive.paused:
         state = Text(
-            f"archive paused: {archive.paused_reason} since {_clock(archive.paused_since)}",
+            one_line(
+                f"archive paused: {archive.paused_reason} since {_clock(archive.paused_since)}"
+            ),
             style="bold yellow",
         )
     elif archive.last_error:
-        state = Text(f"retrying: {archive.last_error}", style="red")
+        state = Text(one_line(f"retrying: {archive.last_error}"), style="red")
     else:
         state = Text("running", style="green")
     oldest = archive.oldest_backlog_age_seconds
@@ -135,8 +143,10 @@ def buffer_table(status: Status) -> Table:
     outage = Text("-")
     if buffer.outage:
         outage = Text(
-            f"outage since {_clock(buffer.outage.get('start'))}: {buffer.outage.get('reason')} "
-            f"({buffer.outage.get('by')})",
+            one_line(
+                f"outage since {_clock(buffer.outage.get('start'))}: "
+                f"{buffer.outage.get('reason')} ({buffer.outage.get('by')})"
+            ),
             style="bold yellow",
         )
     table.add_row(
@@ -154,7 +164,9 @@ def errors_table(errors: list[RecentError], now: float) -> Table:
     for column in ("when", "camera", "what", "detail"):
         table.add_column(column, overflow="fold")
     for error in errors:
-        table.add_row(ago(error.at, now), error.camera or "-", error.action, error.detail)
+        table.add_row(
+            ago(error.at, now), error.camera or "-", error.action, Text(one_line(error.detail))
+        )
     if not errors:
         table.add_row("-", "-", "none", "")
     return table
@@ -168,10 +180,10 @@ def held_table(status: Status, now: float) -> Table:
         for held in camera.held:
             table.add_row(
                 camera.host,
-                held["file"],
+                Text(one_line(held["file"])),
                 str(held["failures"]),
                 ago(held["since"], now),
-                Text(held["error"], style="red"),
+                Text(one_line(held["error"]), style="red"),
             )
     return table
 
@@ -184,11 +196,17 @@ def screen(status: Status, errors: list[RecentError], now: float) -> RenderableT
         if status.frames_name_index
         else []
     )
+    # quarantine and the reserve: a stopped quarantine or a full buffer is shown in bold
+    space = [
+        Text(one_line(line), style="bold red" if is_alarm(line) else "")
+        for line in (space_lines(status.space, size) if status.space else [])
+    ]
     return Group(
         camera_table(status, now),
         *held,
         archive_table(status, now),
         buffer_table(status),
+        *space,
         errors_table(errors, now),
         *index_note,
         Text(f"as of {_clock(now)}", style="dim"),

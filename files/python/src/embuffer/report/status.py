@@ -17,7 +17,9 @@ from embuffer.config import Config
 from embuffer.ingest.holds import failing_files
 from embuffer.journal import Journal, events
 from embuffer.journal import queries as q
+from embuffer.journal.escape import one_line
 from embuffer.leginon.frames_index import STATUS_RECHECK_SECONDS, report_line
+from embuffer.report.space import SpaceStatus, space_lines, space_status
 
 RATE_WINDOW_SECONDS = 600.0
 
@@ -71,6 +73,8 @@ class Status:
     buffer: BufferStatus | None = None
     # whether leginondb's CameraEMData has a `frames name` index (and, if not, how to add it)
     frames_name_index: str | None = None
+    # quarantine and the reserve kept for placed movies (report/space.py)
+    space: SpaceStatus | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,6 +165,7 @@ def collect(config: Config, journal: Journal) -> Status:
         archive=archive_status(config, journal, now),
         buffer=buffer_status(config, journal, now),
         frames_name_index=report_line(config.db_credentials, max_age=STATUS_RECHECK_SECONDS),
+        space=space_status(config, journal, now),
     )
 
 
@@ -242,6 +247,9 @@ def render(status: Status) -> str:
                 f"  outage since {buffer.outage.get('start')}: "
                 f"{buffer.outage.get('reason')} ({buffer.outage.get('by')})"
             )
+    if status.space is not None:
+        lines.extend(space_lines(status.space, size))
     if status.frames_name_index:
         lines.append(f"leginondb: {status.frames_name_index}")
-    return "\n".join(lines)
+    # file names, reasons and errors come from camera shares and leginondb: one line each
+    return "\n".join(one_line(line) for line in lines)

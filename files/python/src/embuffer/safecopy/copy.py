@@ -22,6 +22,7 @@ import contextlib
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from embuffer.safecopy import nofollow
@@ -115,10 +116,13 @@ def copy_tree(
     *,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
+    stored_as: Callable[[Path], Path] | None = None,
 ) -> CopyResult:
     """Copy a folder of frames whole: every member verified-copied into a partial folder,
     which is then renamed into place (a folder rename is atomic and refuses a non-empty
-    target; an existing empty target is treated as taken)."""
+    target; an existing empty target is treated as taken). `stored_as` gives a member's
+    relative path in the copy (quarantine stores members whose names cannot be stored under
+    safe names); the manifest names the copy's members."""
     remove_partials(final)  # ours, left by a kill mid-copy: never a published movie
     if nofollow.lexists(final):
         raise DestinationExists(str(final))
@@ -128,10 +132,11 @@ def copy_tree(
     try:
         make_folders(temp, ownership)
         for member in tree_members(source):
-            target = temp / member
+            stored = member if stored_as is None else stored_as(member)
+            target = temp / stored
             make_folders(target.parent, ownership)
             result = copy_file(source / member, target, ownership, stop=stop, progress=progress)
-            manifest.append((str(member), result.size, result.hash))
+            manifest.append((str(stored), result.size, result.hash))
             newest_mtime = max(newest_mtime, result.source_mtime_ns)
         for member_folder in sorted({(temp / m).parent for m in tree_members(temp)} | {temp}):
             fsync_dir(member_folder)

@@ -32,6 +32,7 @@ from embuffer.config import Config
 from embuffer.journal import events, waiting_files
 from embuffer.report.metrics.gauges import gauge, journal_gauges, load_counters
 from embuffer.report.metrics.host import FolderProbe, host_families
+from embuffer.report.metrics.space import room_gauges
 
 # Camera close -> copy start: seconds normally, minutes when ingest lags or waits for Leginon.
 DETECTION_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -211,6 +212,7 @@ class JournalCollector(Collector):
                     families.extend(
                         journal_gauges(db, self._cameras(), self.config.buffer_root, started)
                     )
+                    families.extend(room_gauges(db, self.config, self._cameras(), started))
                     load = waiting_files.load_totals(db)
                     db.execute("COMMIT")
                     self._load = load

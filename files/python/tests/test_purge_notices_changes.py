@@ -1,0 +1,172 @@
+"""Purge removes a buffer copy only while it is the one the archive read (issue 24, case 5).
+
+A session owner can rewrite bytes of their archived buffer copy in place and put its mtime
+back (`touch -r`, `cp -p`, `rsync -t` do): size and mtime are those the archive saw, the
+bytes are not. The ctime, inode and device recorded at archive time give it away. The
+services run as in test_planted_links: another uid with the role's capabilities, the edits
+made by the unprivileged session owner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from test_planted_links import Site, site  # noqa: F401 - `site` is the fixture `services` uses
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switches to other accounts")
+
+EDIT = b"Z" * 33
+EDIT_AT = 2000  # inside the frames of a 16x16x4 MRC (5120 bytes)
+
+
+@pytest.fixture
+def services(request: pytest.FixtureRequest) -> Site:
+    """test_planted_links' site: the services run as another uid with the role's
+    capabilities, the session owner is an unprivileged account."""
+    found: Site = request.getfixturevalue("site")
+    return found
+
+
+def archived_movie(services: Site, filename: str, seed: int) -> tuple[Path, bytes]:
+    """A movie ingested and archived by the services; its buffer path and its bytes."""
+    data = services.movie(f"20261127_{seed:06d}_00", filename, seed=seed)
+    services.ingest()
+    result = services.as_service("archive", "--once")
+    assert result.returncode == 0, result.stderr[-3000:]
+    buffer_copy = services.host.buffer_folder() / f"{filename}.frames.mrc"
+    assert buffer_copy.read_bytes() == data
+    return buffer_copy, data
+
+
+def primary_of(services: Site, buffer_copy: Path) -> Path:
+    return services.host.primary / buffer_copy.relative_to(services.host.buffer)
+
+
+def owner_rewrites(services: Site, path: Path) -> bytes:
+    """The session owner rewrites 33 bytes in place and puts the mtime back (`touch -r`)."""
+    before = path.stat()
+    services.as_owner(
+        f"""saved=$(mktemp)
+        touch -r {path} "$saved"
+        printf '{EDIT.decode()}' | dd of={path} bs=1 seek={EDIT_AT} conv=notrunc status=none
+        touch -r "$saved" {path}
+        rm -- "$saved"
+        """
+    )
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    edited = path.read_bytes()
+    assert edited[EDIT_AT : EDIT_AT + 33] == EDIT
+    return edited
+
+
+def purge(services: Site) -> str:
+    result = services.as_service("purge")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def rows(services: Site, sql: str, *args: object) -> list[sqlite3.Row]:
+    connection = sqlite3.connect(services.host.journal)
+    connection.row_factory = sqlite3.Row
+    try:
+        return connection.execute(sql, args).fetchall()
+    finally:
+        connection.close()
+
+
+def evidence_of(services: Site, buffer_copy: Path) -> dict[str, object]:
+    [row] = rows(
+        services,
+        "SELECT purge_evidence FROM movies WHERE dest_path = ? AND state = 'purged'",
+        str(buffer_copy),
+    )
+    return dict(json.loads(row["purge_evidence"]))
+
+
+def test_a_rewrite_with_its_mtime_put_back_is_archived_again_never_purged(services):
+    services.host.write_config(extra="[purge]\nretention_days = 0\n")
+    buffer_copy, original = archived_movie(services, "edited", seed=11)
+    edited = owner_rewrites(services, buffer_copy)
+
+    output = purge(services)
+
+    assert buffer_copy.exists(), "the edited copy was purged: the edit is lost"
+    assert buffer_copy.read_bytes() == edited
+    assert f"keep {buffer_copy}: buffer copy {buffer_copy} changed after it was archived" in output
+    [event] = rows(services, "SELECT detail FROM events WHERE action = 'changed_after_archive'")
+    assert "ctime" in json.loads(event["detail"])["why"]
+
+    # The archive takes the edit to primary under the movie's name; the earlier bytes stay
+    # beside it under a name of their own, never overwritten.
+    assert services.as_service("archive", "--once").returncode == 0
+    primary = primary_of(services, buffer_copy)
+    assert primary.read_bytes() == edited
+    [earlier] = primary.parent.glob(f"{primary.name}.superseded-*")
+    assert earlier.read_bytes() == original
+    assert rows(services, "SELECT 1 FROM events WHERE action = 'archived_again'")
+
+    output = purge(services)  # archived again, verified: now it may go
+    assert not buffer_copy.exists(), output
+    assert primary.read_bytes() == edited
+    assert evidence_of(services, buffer_copy).get("buffer_check") == (
+        "size, mtime, ctime, inode and device as archived"
+    )
+
+
+def test_a_mode_change_alone_is_re_hashed_and_purged(services):
+    services.host.write_config(extra="[purge]\nretention_days = 0\n")
+    chmodded, data = archived_movie(services, "chmodded", seed=12)
+    untouched, _ = archived_movie(services, "untouched", seed=13)
+    services.as_owner(f"chmod 0640 {chmodded}")
+    ctime_after_chmod = chmodded.stat().st_ctime_ns
+
+    output = purge(services)
+
+    assert not chmodded.exists() and not untouched.exists(), output
+    assert primary_of(services, chmodded).read_bytes() == data
+    assert evidence_of(services, chmodded).get("buffer_check") == (
+        "re-hashed (changed: ctime): the bytes primary holds"
+    )
+    assert evidence_of(services, untouched).get("buffer_check") == (
+        "size, mtime, ctime, inode and device as archived"
+    )
+    [row] = rows(services, "SELECT buffer_ctime_ns FROM movies WHERE dest_path = ?", str(chmodded))
+    assert row["buffer_ctime_ns"] == ctime_after_chmod  # the new identity was recorded
+    assert not rows(services, "SELECT 1 FROM events WHERE action = 'changed_after_archive'")
+
+
+def test_rows_of_an_earlier_release_are_re_hashed_before_their_purge(services):
+    services.host.write_config(extra="[purge]\nretention_days = 0\n")
+    rewritten, _ = archived_movie(services, "old_rewritten", seed=14)
+    kept_as_is, data = archived_movie(services, "old_as_is", seed=15)
+    # The journal as the release before these columns wrote it.
+    connection = sqlite3.connect(services.host.journal)
+    try:
+        present = {row[1] for row in connection.execute("PRAGMA table_info(movies)")}
+        for column in present & {"buffer_ctime_ns", "buffer_inode", "buffer_device"}:
+            connection.execute(f"ALTER TABLE movies DROP COLUMN {column}")
+        connection.commit()
+    finally:
+        connection.close()
+    edited = owner_rewrites(services, rewritten)
+
+    output = purge(services)
+
+    assert rewritten.exists(), "an edited copy of an old row was purged"
+    assert rewritten.read_bytes() == edited
+    assert f"keep {rewritten}: buffer copy {rewritten} changed after it was archived" in output
+    assert not kept_as_is.exists(), output
+    assert primary_of(services, kept_as_is).read_bytes() == data
+    assert evidence_of(services, kept_as_is).get("buffer_check") == (
+        "re-hashed (no identity recorded (archived before purge recorded one)): "
+        "the bytes primary holds"
+    )
+    [row] = rows(
+        services, "SELECT hash, primary_verified_at FROM movies WHERE dest_path = ?", str(rewritten)
+    )
+    assert row["primary_verified_at"] is None  # back in the archive's backlog
