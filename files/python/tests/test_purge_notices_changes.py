@@ -12,10 +12,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from test_planted_links import Site, site  # noqa: F401 - `site` is the fixture `services` uses
+
+from embuffer.archive.buffer_identity import RECENT_CTIME_NS
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="switches to other accounts")
 
@@ -124,6 +127,8 @@ def test_a_mode_change_alone_is_re_hashed_and_purged(services):
     untouched, _ = archived_movie(services, "untouched", seed=13)
     services.as_owner(f"chmod 0640 {chmodded}")
     ctime_after_chmod = chmodded.stat().st_ctime_ns
+    # a ctime younger than this is not recorded (it could hide a change in the same tick)
+    time.sleep(2 * RECENT_CTIME_NS / 1e9)
 
     output = purge(services)
 
