@@ -28,6 +28,9 @@ log = logging.getLogger("embuffer.purge")
 class BufferCheck:
     keep: str | None  # why the copy stays this time; None: it may go
     how: str = ""  # how it was found to hold the archived bytes, for the purge evidence
+    # the copy's identity when it was found so (None: it was gone); purge compares it again
+    # right before the removal, so that an edit made meanwhile is never removed unseen
+    identity: ident.BufferIdentity | None = None
 
 
 def check_buffer_copy(
@@ -48,10 +51,10 @@ def check_buffer_copy(
     else:
         changes = before.differences(recorded)
         if not changes and not paranoid:
-            return BufferCheck(None, "size, mtime, ctime, inode and device as archived")
+            return BufferCheck(None, "size, mtime, ctime, inode and device as archived", before)
         why = f"changed: {', '.join(changes)}" if changes else "--paranoid"
     try:
-        size, digest, manifest = _rehash(path, movie)
+        size, digest, manifest = rehash_copy(path, movie)
         after = ident.current(path)
     except OSError as error:
         return BufferCheck(f"buffer copy not readable ({error})")
@@ -61,7 +64,7 @@ def check_buffer_copy(
         if not dry_run:
             # as it was before the bytes were read: a ctime too recent then stays unrecorded
             journal.update_movie(movie.id, **before.columns())
-        return BufferCheck(None, f"re-hashed ({why}): the bytes primary holds")
+        return BufferCheck(None, f"re-hashed ({why}): the bytes primary holds", before)
     if not dry_run:
         archive_again(journal, movie, before, (size, digest, manifest), why)
     verb = "to be archived again" if dry_run else "queued to be archived again"
@@ -71,7 +74,7 @@ def check_buffer_copy(
     )
 
 
-def _rehash(path: Path, movie: Movie) -> tuple[int, str, list[tuple[str, int, str]]]:
+def rehash_copy(path: Path, movie: Movie) -> tuple[int, str, list[tuple[str, int, str]]]:
     if movie.kind == "dir":
         return hash_tree(path)
     size, digest = hash_path(path, drop_cache=True)

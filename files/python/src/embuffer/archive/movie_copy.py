@@ -9,9 +9,12 @@ for purge.
 A movie changed on the buffer after its archive comes back with its new hash (purge found
 it: buffer_check.py). Primary's copy of the earlier bytes is never overwritten: when the
 name holds exactly what this movie was archived as before, it is renamed aside to
-`<name>.superseded-<UTC time>` in the same folder (an `archived_again` event names both),
-and the new bytes are archived under the name as usual. Anything else under the name is
-still refused (ConflictOnPrimary).
+`<name>.superseded-<UTC time>` in the same folder (an `archived_again` event names both;
+set_aside.py: a counter follows when that name is taken, and a failure leaves the copy where
+it was), and the new bytes are archived under the name as usual. Edited once more before
+that archive, the copy's newest bytes are what reaches primary: they count as archived when
+the buffer copy, re-hashed, still holds exactly them (recorded as purge records an edit).
+Anything else under the name is still refused (ConflictOnPrimary).
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ import json
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
 from embuffer.archive import buffer_identity as ident
+from embuffer.archive.buffer_check import archive_again, rehash_copy
 from embuffer.archive.compressed import copy_compressed, hash_compressed
+from embuffer.archive.set_aside import set_aside
 from embuffer.config import Config
 from embuffer.journal import Journal, Movie
 from embuffer.safecopy import nofollow
@@ -37,7 +43,6 @@ from embuffer.safecopy.copy import (
     write_partial,
 )
 from embuffer.safecopy.hashing import hash_path
-from embuffer.safecopy.publish import publish_in
 
 log = logging.getLogger("embuffer.archive")
 
@@ -146,12 +151,9 @@ class MovieCopier:
             return  # not archived before, or archived with these very bytes
         if not nofollow.lexists(target) or self.hash_primary(movie, target)[1] != earlier:
             return  # nothing there, or not ours: the copy below adopts or refuses it
-        aside = ident.superseded_name(target.name, time.time())
+        # an OSError here leaves the copy under its name: the archive retries the movie later
         with nofollow.folder(target.parent) as folder_fd:
-            try:
-                publish_in(folder_fd, target.name, aside, shown=str(target.parent / aside))
-            except DestinationExists as error:
-                raise ConflictOnPrimary(f"{error} exists; {target} not set aside") from None
+            aside = set_aside(folder_fd, target.name, time.time())
         self.journal.event(
             "archived_again",
             movie_id=movie.id,
@@ -171,10 +173,8 @@ class MovieCopier:
         it (None when they were not: purge then re-hashes it before removing it)."""
         size, digest = self.hash_primary(movie, target)
         if (size, digest) != (movie.size, movie.hash):
-            raise ConflictOnPrimary(
-                f"{target} holds different bytes ({digest}) than the buffer copy "
-                f"({movie.hash}); not overwritten, resolve by hand"
-            )
+            movie = self.edited_again(movie, target, (size, digest))
+            identity = None  # recorded as none: purge re-hashes the copy before removing it
         with self.journal.transaction():
             self.journal.update_movie(
                 movie.id,
@@ -193,6 +193,32 @@ class MovieCopier:
                 detail=str(target),
             )
         log.info("archived %s -> %s (verified)", movie.dest_path, target)
+
+    def edited_again(self, movie: Movie, target: Path, on_primary: tuple[int, str]) -> Movie:
+        """Primary holds other bytes than the journal names. When purge queued this movie to
+        be archived again and its buffer copy was edited once more before this archive, what
+        was copied are its newest bytes: re-hashed, the buffer copy still holds exactly them,
+        and they are recorded as purge records an edit (no identity: purge re-hashes the copy
+        before it removes it). Anything else is ConflictOnPrimary, never adopted."""
+        conflict = ConflictOnPrimary(
+            f"{target} holds different bytes ({on_primary[1]}) than the buffer copy "
+            f"({movie.hash}); not overwritten, resolve by hand"
+        )
+        if movie.primary_hash in (None, movie.hash):
+            raise conflict  # not an edit after an archive: a first archive keeps its hash
+        try:
+            before = ident.current(movie.dest)
+            size, digest, manifest = rehash_copy(movie.dest, movie)
+            after = ident.current(movie.dest)
+        except OSError:
+            raise conflict from None
+        if replace(after, ctime_trusted=before.ctime_trusted) != before:
+            raise conflict  # edited while it was re-hashed: the next pass looks again
+        if (size, digest) != on_primary:
+            raise conflict
+        why = "edited again after it was queued to be archived again"
+        archive_again(self.journal, movie, before, (size, digest, manifest), why)
+        return self.journal.movie(movie.id)
 
 
 def _either(first: threading.Event, second: threading.Event) -> threading.Event:

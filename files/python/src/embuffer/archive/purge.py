@@ -9,7 +9,9 @@ Before each removal the buffer copy is checked to be the one the archive read (i
 mtime, ctime, inode and device; re-hashed when any changed, or when none was recorded:
 buffer_check.py) and the primary copy again (exists, recorded size; with --paranoid both are
 re-hashed). A buffer copy whose bytes changed after its archive is archived again, never
-removed. Each removal is journalled with its evidence. When the low watermark
+removed. Right before the removal its identity is read once more: a copy edited while
+primary was checked (seconds per GB with --paranoid) is kept for the next purge. Each removal
+is journalled with its evidence. When the low watermark
 cannot be reached with eligible copies alone, the report says so and the exit code is
 non-zero: that is the signal that primary storage is behind.
 """
@@ -23,11 +25,12 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from embuffer import journal as j
-from embuffer.archive.buffer_check import check_buffer_copy
+from embuffer.archive import buffer_identity as ident
+from embuffer.archive.buffer_check import BufferCheck, check_buffer_copy
 from embuffer.archive.compressed import hash_compressed
 from embuffer.config import Config
 from embuffer.journal import Journal, Movie
@@ -36,6 +39,10 @@ from embuffer.safecopy import nofollow
 from embuffer.safecopy.hashing import hash_path, tree_size
 
 log = logging.getLogger("embuffer.purge")
+
+
+class ChangedSinceCheck(OSError):
+    """The buffer copy is no longer the one purge checked: it stays, the next purge looks."""
 
 
 def age_basis(movie: Movie) -> str:
@@ -116,7 +123,7 @@ class Purger:
             planned_free += int(movie.size or 0)
             if not dry_run:
                 try:
-                    self._remove(movie, why, buffer.how)
+                    self._remove(movie, why, buffer)
                 except OSError as error:  # a folder swapped for a link meanwhile, say
                     report.say(f"keep {movie.dest_path}: not removed ({error})", logging.ERROR)
                     continue
@@ -161,7 +168,7 @@ class Purger:
                 return f"primary copy {primary} re-hashed as {digest}, journal says {movie.hash}"
         return None
 
-    def _remove(self, movie: Movie, why: str, buffer_check: str) -> None:
+    def _remove(self, movie: Movie, why: str, buffer_check: BufferCheck) -> None:
         path = movie.dest
         evidence = json.dumps(
             {
@@ -171,7 +178,7 @@ class Purger:
                 "why": why,
                 "age_from": age_basis(movie),
                 "paranoid": self.paranoid,
-                "buffer_check": buffer_check,
+                "buffer_check": buffer_check.how,
             }
         )
         # The archive service commits without syncing each commit (journal/store.py): the primary
@@ -184,6 +191,7 @@ class Purger:
             nofollow.folder(path.parent) as folder_fd,
         ):
             with contextlib.suppress(FileNotFoundError):
+                _still_as_checked(path, buffer_check.identity)
                 nofollow.remove_in(folder_fd, path.name)
             # The removal made durable before the journal says "purged": a power cut would
             # otherwise bring the copy back as a stranger the archive adopts again.
@@ -193,4 +201,21 @@ class Purger:
         )
         self.journal.event(
             "purged", movie_id=movie.id, camera=movie.camera, nbytes=movie.size, detail=evidence
+        )
+
+
+def _still_as_checked(path: Path, checked: ident.BufferIdentity | None) -> None:
+    """Raise ChangedSinceCheck unless the buffer copy is as its check found it (gone, when it
+    found none); FileNotFoundError when it is gone. A few lstat calls, no byte read."""
+    try:
+        now = ident.current(path)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise ChangedSinceCheck(
+            f"buffer copy {path} changed since it was checked ({error})"
+        ) from None
+    if checked is None or replace(now, ctime_trusted=checked.ctime_trusted) != checked:
+        raise ChangedSinceCheck(
+            f"buffer copy {path} changed since it was checked; kept for the next purge"
         )
