@@ -26,20 +26,24 @@ from typing import Any
 
 import pytest
 from conftest import CAMERA_HOST, BufferHost, make_host, register
+from support.movies import mrc_bytes
 from test_faults import wait_for
 from test_metrics import collect_once
 from test_planted_links import SERVICE_UID, unit_capabilities
 from test_worker_resilience import running_ingest
 
+from embuffer.cli import main
 from embuffer.config import load_config
 from embuffer.ingest import holds
 from embuffer.ingest.odd_names import LONGEST_NAME_BYTES
 from embuffer.report.metrics import collector as metrics
 from embuffer.report.status import collect
 from embuffer.safecopy import copy as safecopy
+from embuffer.safecopy import transfer
 
 MIB = 1 << 20
 FRAMES = "20261126_170000_00.frames"
+FRAMES_CLASH = "20261126_170500_00"
 # sorted after the frames, so that a copy writes every frame before it reaches this member
 LONG_MEMBER = "z" * (LONGEST_NAME_BYTES + 5) + ".txt"
 # how long the service runs against the folder (the old code wrote GBs in this time)
@@ -254,3 +258,35 @@ def test_a_full_buffer_or_a_vanished_share_holds_no_file(host, registered, monke
         away.rename(share)  # back: now the folder's own error counts
         wait_for(lambda: any(h.held_since for h in holds.failing_files(journal)), 60, "the hold")
     assert (share / FRAMES / "zz_info.txt").exists()
+
+
+def test_no_room_to_quarantine_a_clashing_copy_is_a_room_wait_not_a_failure(
+    host, registered, monkeypatch
+):
+    host.write_config()
+    journal_line = f'journal = "{host.journal}"\n'
+    text = host.config_path.read_text()  # quarantine stops at once; placed movies do not
+    host.config_path.write_text(text.replace(journal_line, journal_line + "reserve_percent = 99\n"))
+    host.leginon.acquisition(registered["session"], registered["camera"], FRAMES_CLASH, "clash_1")
+    source = host.camera / f"{FRAMES_CLASH}.mrc"
+    source.write_bytes(mrc_bytes(8, 8, 2, seed=9))
+    os.utime(source, (time.time() - 60, time.time() - 60))
+    original = transfer.finish_partial
+
+    def finish_partial(dest: Path, partial: Path) -> None:
+        dest.write_bytes(b"another file took the name meanwhile")
+        original(dest, partial)
+
+    monkeypatch.setattr(transfer, "finish_partial", finish_partial)
+    assert main(["--config", str(host.config_path), "ingest", "--once"]) in (0, 1)
+
+    connection = sqlite3.connect(host.journal)
+    try:
+        actions = [a for (a,) in connection.execute("SELECT action FROM events")]
+        [(reason,)] = connection.execute("SELECT reason FROM movies").fetchall()
+        held = connection.execute("SELECT * FROM held_files").fetchall()
+    finally:
+        connection.close()
+    assert "unexpected_error" not in actions and actions.count("no_room") == 1, actions
+    assert reason.startswith("no room: quarantine stopped at the reserve"), reason
+    assert held == [] and source.exists()

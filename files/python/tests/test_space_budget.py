@@ -256,3 +256,30 @@ def test_staff_release_or_remove_quarantined_files_with_evidence(small_quarantin
     site.as_service("ingest", "--once")  # the room they freed takes the files that waited
     waiting_after = len([p for p in site.host.camera.iterdir() if "_07" in p.name])
     assert waiting_after < waiting_before
+
+
+def test_a_release_into_quarantine_itself_is_refused_and_keeps_the_file(small_quarantine):
+    site = small_quarantine
+    configure(site)
+    drop_unmatched(site, 2)
+    site.as_service("ingest", "--once")
+    [first, second] = rows(site, "state = 'quarantined' ORDER BY id")
+    kept = Path(str(first["dest_path"]))
+    data = kept.read_bytes()
+
+    # the file itself (a folder holding it becomes that same path), the quarantine folder,
+    # another name inside it, a hard link to the file, and quarantine reached through a link
+    linked = site.host.quarantine / "linked.mrc"
+    os.link(kept, linked)
+    through = site.host.root / "through"
+    through.symlink_to(kept.parent)
+    targets = (kept, kept.parent, site.host.quarantine, kept.parent / "copy.mrc", linked)
+    for target in (*targets, through / "new.mrc", through / kept.name):
+        refused = as_staff(site, "quarantine", "release", str(first["id"]), "--to", str(target))
+        assert refused.returncode == 2, (target, refused.stderr)
+        assert "refused" in refused.stderr and kept.read_bytes() == data
+    assert not (kept.parent / "copy.mrc").exists() and not (kept.parent / "new.mrc").exists()
+    [row] = rows(site, f"id = {first['id']}")
+    assert row["state"] == "quarantined" and row["purge_evidence"] is None
+    assert site.journal_events("quarantine_released") == []
+    assert Path(str(second["dest_path"])).exists()

@@ -527,3 +527,24 @@ def test_the_backlog_is_all_judged_at_a_bounded_rate_each_file_once(host, regist
     stats, opens = calls.of(names)
     assert opens == len(names), "each structure read once"
     assert stats <= 2 * len(names), "a survey stat and a judging stat each"
+
+
+def test_files_of_a_camera_removed_from_the_configuration_are_not_counted(host, registered):
+    unmatched_files(host, 2)
+    assert main(["--config", str(host.config_path), "ingest", "--once"]) == 0
+    connection = sqlite3.connect(host.journal)
+    try:  # what waited on the share of a camera the configuration has dropped since
+        with connection:
+            connection.execute(
+                "INSERT INTO camera_files SELECT 'k3-cam-gone', source_path, kind, size, "
+                "mtime_ns, entries, complete, verdict_reason, expected_size, frames, "
+                "settled_at, looks, next_look_at FROM camera_files"
+            )
+    finally:
+        connection.close()
+
+    assert main(["--config", str(host.config_path), "ingest", "--once"]) == 0
+    scrape = collect_once(metrics.JournalCollector(load_config(host.config_path)))
+    assert scrape.value("embuffer_camera_waiting_files", camera=CAMERA_HOST) == 2
+    gone = ("embuffer_camera_waiting_files", (("camera", "k3-cam-gone"),))
+    assert gone not in scrape.samples

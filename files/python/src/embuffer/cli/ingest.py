@@ -18,12 +18,14 @@ if TYPE_CHECKING:  # imported where used: `embuffer status` need not load the co
 
 def cmd_ingest(config: Config, args: argparse.Namespace) -> int:
     from embuffer.ingest.worker import CameraIngest
+    from embuffer.journal.waiting_files import forget_other_cameras
 
     stop = stop_on_signals()
     with ServiceLock(config.journal, "ingest"):
         journal = Journal(config.journal, sync_each_commit=False)  # see journal/store.py
         try:
             workers = [CameraIngest(config, camera, journal, stop) for camera in config.cameras]
+            forget_other_cameras(journal, (camera.host for camera in config.cameras))
             return _ingest_once(workers) if args.once else _ingest_forever(workers, stop)
         finally:
             journal.make_durable()  # a clean exit leaves nothing for a power cut to take

@@ -12,6 +12,8 @@ from embuffer.cli.process import EXIT_CONFIG, EXIT_INCOMPLETE, log
 from embuffer.config import Config
 from embuffer.journal import Journal
 
+EXIT_USAGE = 2  # as argparse: the request itself is wrong (a `--to` inside quarantine)
+
 
 def caller() -> str:
     """Who runs the command: sudo keeps the person's name (the service account alone says
@@ -37,6 +39,9 @@ def take_out(config: Config, journal: Journal, args: argparse.Namespace) -> int:
             evidence = qe.release(config, journal, args.id, args.to, request)
         else:
             evidence = qe.remove(config, journal, args.id, request)
+    except qe.RefusedTarget as error:
+        log.error("quarantine %s %d: %s", args.action, args.id, error)
+        return EXIT_USAGE
     except (qe.QuarantineExitError, OSError) as error:
         log.error("quarantine %s %d: %s", args.action, args.id, error)
         return EXIT_INCOMPLETE

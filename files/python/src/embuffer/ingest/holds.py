@@ -66,6 +66,13 @@ class HeldFile:
     last_failed_at: float
 
 
+def stored_name(source: str) -> str:
+    """The key a file's failures go by: its path as the journal can hold it (a name that is
+    not UTF-8, which SQLite cannot store, with its odd bytes as \\xNN escapes, as
+    odd_names.printable writes it), so that such a file is counted and held like any other."""
+    return os.fsencode(source).decode("utf-8", "backslashreplace")
+
+
 def retry_delay(failures: int) -> float:
     if failures >= HOLD_AFTER_FAILURES:
         held_tries = min(failures - HOLD_AFTER_FAILURES, 32)  # 2**32 is past any cap
@@ -90,17 +97,20 @@ class FailureTracker:
         }
 
     def ready(self, source: str) -> bool:
+        source = stored_name(source)
         with self._lock:
             entry = self._due.get(source)
         return entry is None or time.monotonic() >= entry[1]
 
     def failures(self, source: str) -> int:
+        source = stored_name(source)
         with self._lock:
             entry = self._due.get(source)
         return entry[0] if entry else 0
 
     def failed(self, source: str, error: str) -> bool:
         """Count one failure; True when the file is (now) held."""
+        source = stored_name(source)
         with self._lock:
             entry = self._due.get(source)
             failures = (entry[0] if entry else 0) + 1
@@ -128,6 +138,7 @@ class FailureTracker:
 
     def succeeded(self, source: str) -> None:
         """The file left the camera share's queue: forget its failures."""
+        source = stored_name(source)
         with self._lock:
             known = self._due.pop(source, None) is not None
         if known:
@@ -135,6 +146,7 @@ class FailureTracker:
 
     def forget_missing(self, present: set[str]) -> None:
         """Files gone from the camera share (moved by someone, or done) are no longer held."""
+        present = {stored_name(source) for source in present}
         with self._lock:
             gone = [source for source in self._due if source not in present]
         for source in gone:

@@ -19,12 +19,15 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import xxhash
 
 from embuffer import journal as j
 from embuffer.ingest.rows import CameraRows
+from embuffer.ingest.scan import Candidate
+from embuffer.journal import Movie
 from embuffer.safecopy import nofollow
 from embuffer.safecopy.copy import (
     DestinationExists,
@@ -36,6 +39,7 @@ from embuffer.safecopy.copy import (
 from embuffer.safecopy.hashing import hash_path, hash_tree, manifest_hash
 from embuffer.safecopy.partials import PARTIAL_NAME_EXTRA_BYTES
 from embuffer.safecopy.source_removal import remove_copied_members
+from embuffer.safecopy.space import room_problem, size_of
 
 log = logging.getLogger("embuffer.odd_names")
 
@@ -111,6 +115,36 @@ def safe_name(name: str) -> str:
     return f"unnamed-{xxhash.xxh3_64_hexdigest(raw)}{keep}"
 
 
+def take_odd_name(
+    rows: CameraRows,
+    candidate: Candidate,
+    problem: str,
+    tell: Callable[[str, str], None],
+    folders_journaled: set[str],
+) -> bool:
+    """A camera file whose name (or a member's) cannot be stored or extended: True when it
+    went to quarantine, False when it stays on the share (a folder whose own name is odd,
+    told once; or no room in quarantine, told and not journaled: its name cannot go there)."""
+    if candidate.is_dir and odd_name_problem(candidate.name) is not None:
+        shown = printable(candidate.path)
+        tell(str(candidate.path), f"folder {shown!r}: {problem}; left where it is")
+        if shown not in folders_journaled:
+            folders_journaled.add(shown)
+            detail = f"folder {shown!r}: {problem}; left on the camera share"
+            rows.journal.event("unsafe_name", camera=rows.camera, detail=detail)
+        return False
+    config = rows.config
+    no_room = room_problem(
+        config.quarantine, size_of(candidate.path), config.reserve_percent, placed=False
+    )
+    if no_room is not None:
+        shown = printable(candidate.path)
+        tell(str(candidate.path), f"{shown!r}: {problem}; waits for room: {no_room}")
+        return False
+    quarantine_odd_name(rows, candidate.path, problem)
+    return True
+
+
 def quarantine_odd_name(rows: CameraRows, source: Path, problem: str) -> Path:
     """Copy, verify, record, then remove the camera copy; returns the quarantined path. A
     folder goes whole, its odd members under safe names (a folder whose own name is odd is
@@ -132,18 +166,26 @@ def quarantine_odd_name(rows: CameraRows, source: Path, problem: str) -> Path:
     if hash_path(dest, drop_cache=True) != (size, digest):
         remove_tree_quietly(dest)
         raise OSError(f"quarantine copy {dest} re-read differently; the camera copy is kept")
-    movie_id = rows.open(
-        printable(source),
-        "dir" if is_folder else "file",
-        state=j.VERIFIED,
-        target="quarantine",
-        dest_path=str(dest),
-        size=size,
-        hash=digest,
-        verified_at=time.time(),
-        reason=reason,
-        manifest=json.dumps(manifest) if is_folder else None,
-    )
+    fields = {
+        "state": j.VERIFIED,
+        "target": "quarantine",
+        "dest_path": str(dest),
+        "size": size,
+        "hash": digest,
+        "verified_at": time.time(),
+        "reason": reason,
+        "manifest": json.dumps(manifest) if is_folder else None,
+        # what the removal after a crash compares (source_removal.py): else a mismatch
+        "source_mtime_ns": None if is_folder else before[0][2],
+    }
+    # a try that failed after its row was written (the removal refused, a crash) left it:
+    # this try finishes that row rather than writing a second one for the same copy
+    earlier = journal.active_movie_for_source(rows.camera, printable(source))
+    if earlier is not None and earlier.dest_path == str(dest):
+        movie_id = earlier.id
+        journal.update_movie(movie_id, **fields)
+    else:
+        movie_id = rows.open(printable(source), "dir" if is_folder else "file", **fields)
     journal.make_durable()  # the record of the copy before the camera copy goes
     _remove_unchanged(source, before, manifest if is_folder else None)
     with journal.transaction():
@@ -220,3 +262,32 @@ def _remove_unchanged(
         if [("", after.st_size, after.st_mtime_ns)] != before:
             raise changed
         os.unlink(source.name, dir_fd=folder_fd)
+
+
+def names_no_file(movie: Movie) -> bool:
+    """A row `quarantine_odd_name` wrote for a name the journal cannot hold: its source_path
+    is that name's printable form, a path that is not on the share (the copy's safe name
+    was made from the real name's bytes, so it is not the safe name of the recorded one)."""
+    if movie.target != "quarantine" or not movie.dest_path or not movie.source_path:
+        return False
+    name, kept = movie.source.name, movie.dest.name
+    return kept.startswith("unnamed-") and kept != safe_name(name) and not kept.startswith(name)
+
+
+def recover_unstored_name(rows: CameraRows, camera_folder: Path, movie: Movie) -> str:
+    """After a crash, such a row (verified: its copy was re-read) is finished by what the
+    camera folder holds: the file still there is left to the next scan, which finds this
+    row and goes on with it; a file gone was removed before the crash, after its copy."""
+    for name in os.listdir(camera_folder):
+        if printable(camera_folder / name) == movie.source_path:
+            return "left to the scan (its camera file is still there)"
+    with rows.journal.transaction():
+        rows.journal.update_movie(movie.id, state=j.QUARANTINED, source_removed_at=time.time())
+        rows.journal.event(
+            "quarantined",
+            movie_id=movie.id,
+            camera=rows.camera,
+            nbytes=movie.size,
+            detail=movie.reason or str(movie.dest_path),
+        )
+    return "quarantined (its camera file was removed before the crash)"

@@ -35,6 +35,11 @@ class QuarantineExitError(Exception):
     """The request cannot be carried out; nothing was moved or deleted."""
 
 
+class RefusedTarget(QuarantineExitError):
+    """`--to` names the quarantined copy itself or a place inside quarantine: releasing
+    there would remove the only copy (an operator's slip, refused as a usage error)."""
+
+
 @dataclass(frozen=True)
 class Request:
     by: str  # who asked
@@ -61,6 +66,19 @@ def _in_quarantine(config: Config, movie: Movie) -> Path:
     if not path.is_relative_to(config.quarantine):
         raise QuarantineExitError(f"{path} is not under {config.quarantine}; nothing done")
     return path
+
+
+def _refuse_inside_quarantine(config: Config, path: Path, target: Path) -> None:
+    """The release removes `path` after the copy: a target that is that very file (by any
+    spelling, a hard link too) or lies in quarantine would leave no copy anywhere else."""
+    where = Path(os.path.abspath(target))
+    inside = (where, Path(os.path.realpath(where.parent)) / where.name)
+    quarantine = (config.quarantine, Path(os.path.realpath(config.quarantine)))
+    if any(spelled.is_relative_to(folder) for spelled in inside for folder in quarantine):
+        raise RefusedTarget(f"--to {target} is inside quarantine {config.quarantine}; refused")
+    with contextlib.suppress(FileNotFoundError):
+        if os.path.samestat(os.lstat(target), os.lstat(path)):
+            raise RefusedTarget(f"--to {target} is the quarantined file itself; refused")
 
 
 def _found(path: Path) -> tuple[int, str] | None:
@@ -120,6 +138,7 @@ def release(
     movie = _quarantined(journal, movie_id)
     path = _in_quarantine(config, movie)
     target = to / path.name if nofollow.is_folder(to) else to
+    _refuse_inside_quarantine(config, path, target)
     found = _found(path)
     if found is None:
         raise QuarantineExitError(f"{path} is gone from quarantine; nothing to release")

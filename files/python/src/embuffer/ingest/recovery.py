@@ -19,6 +19,7 @@ from pathlib import Path
 
 from embuffer import journal as j
 from embuffer.config import CameraConfig, Config
+from embuffer.ingest.odd_names import names_no_file, recover_unstored_name
 from embuffer.ingest.rows import CameraRows
 from embuffer.ingest.verifiers import Verifiers
 from embuffer.journal import Movie
@@ -39,6 +40,10 @@ def recover_camera(camera: CameraConfig, rows: CameraRows, verifiers: Verifiers)
             waiting.append(movie)
             continue
         try:
+            if names_no_file(movie):  # its source_path is no path on the share: not recover()
+                outcome = recover_unstored_name(rows, camera.path, movie)
+                log.info("recover %r: %s", movie.source_path, outcome)
+                continue
             outcome = rows.transfer.recover(movie)
             log.info("recover %r: %s (was %s)", movie.source_path, outcome, movie.state)
             if outcome == "retry" and not_rescanned(rows.config, camera, movie):

@@ -40,15 +40,23 @@ class RoomCheck:
                 self.journal.update_movie(movie_id, reason=None)
             return False
         reason = (MOVIE_WAITS if placed else QUARANTINE_WAITS) + problem
-        if not waited:  # once per file: a waiting file is looked at again and again
-            with self.journal.transaction():
-                self.journal.update_movie(movie_id, reason=reason)
-                self.journal.event(
-                    "no_room",
-                    movie_id=movie_id,
-                    camera=self.rows.camera,
-                    nbytes=nbytes,
-                    detail=f"{present[0].name!r}: {reason}",
-                )
+        record_wait(self.rows, movie_id, reason, present[0], nbytes)
         self.tell(str(present[0]), f"{present[0].name!r}: {reason}")
         return True
+
+
+def record_wait(rows: CameraRows, movie_id: int, reason: str, source: Path, nbytes: int) -> None:
+    """The row says why its file waits for room, and one `no_room` event marks the first
+    time (a waiting file is looked at again and again): a wait, not a failure."""
+    journal = rows.journal
+    if (journal.movie(movie_id).reason or "").startswith(NO_ROOM_PREFIX):
+        return
+    with journal.transaction():
+        journal.update_movie(movie_id, reason=reason)
+        journal.event(
+            "no_room",
+            movie_id=movie_id,
+            camera=rows.camera,
+            nbytes=nbytes,
+            detail=f"{source.name!r}: {reason}",
+        )

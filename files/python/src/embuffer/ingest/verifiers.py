@@ -20,10 +20,12 @@ from pathlib import Path
 
 from embuffer import journal as j
 from embuffer.ingest.holds import FailureTracker, retry_delay
+from embuffer.ingest.room import QUARANTINE_WAITS, record_wait
 from embuffer.ingest.rows import CameraRows
 from embuffer.journal import JournalReplaced
 from embuffer.safecopy import nofollow
 from embuffer.safecopy.partials import PARTIAL_SUFFIX
+from embuffer.safecopy.space import NoRoom
 from embuffer.safecopy.transfer import (
     Pending,
     SourceBusy,
@@ -226,7 +228,15 @@ class Verifiers:
 
     # ---- quarantine ----------------------------------------------------------------------
     def quarantine(self, movie_id: int, reason: str) -> None:
-        self.rows.quarantine(movie_id, reason)
+        try:
+            self.rows.quarantine(movie_id, reason)
+        except NoRoom as no_room:
+            # quarantine stops at the reserve (quarantine.py): the file waits on the camera
+            # share for room, as intake's own waits do; no failure of the file's
+            movie = self.journal.movie(movie_id)
+            wait = QUARANTINE_WAITS + str(no_room)
+            record_wait(self.rows, movie_id, wait, movie.source, movie.size or 0)
+            log.warning("%r: %s", movie.source_path, wait)
 
     def set_aside_earlier_copy(self, rewritten: SourceRewritten) -> None:
         """The camera rewrote a file with other bytes after its copy: the earlier copy is a

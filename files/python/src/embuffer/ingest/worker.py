@@ -34,7 +34,7 @@ from embuffer.ingest.frame_count import FrameCountWait
 from embuffer.ingest.holds import FailureTracker, concerns_whole_camera
 from embuffer.ingest.intake import Intake
 from embuffer.ingest.load import LoadRecorder, ShareOps
-from embuffer.ingest.odd_names import odd_name_problem, printable, quarantine_odd_name
+from embuffer.ingest.odd_names import odd_name_problem, printable, take_odd_name
 from embuffer.ingest.placing import Placements
 from embuffer.ingest.recovery import recover_camera, vanished_from_listing
 from embuffer.ingest.rows import CameraRows
@@ -49,7 +49,6 @@ from embuffer.leginon.db import Backoff, DatabaseUnavailable, LeginonDB
 from embuffer.leginon.frame_paths import register_outage_sessions
 from embuffer.safecopy import nofollow
 from embuffer.safecopy.copy import CopyAborted, SourceChanged
-from embuffer.safecopy.space import room_problem, size_of
 from embuffer.safecopy.transfer import Transfer
 
 log = logging.getLogger("embuffer.ingest")
@@ -94,7 +93,7 @@ class CameraIngest:
         self.verifiers = Verifiers(self.rows, self.failures, self._unexpected, stop)
         self._warned: set[str] = set()
         self._told: dict[str, str] = {}
-        self._odd_folders_journaled: set[str] = set()
+        self._odd_folders: set[str] = set()  # odd folders journaled (once each)
         self.frame_wait = FrameCountWait(camera, journal, self._tell)
         self.placements = Placements(config, camera.host, self.db, journal, self._tell)
         self.intake = Intake(
@@ -318,7 +317,7 @@ class CameraIngest:
         folder = candidate.path if candidate.is_dir else None  # its members' names count too
         problem = odd_name_problem(candidate.name, members_of=folder)
         if problem is not None:  # before anything writes the name to the journal
-            if not self._odd_name(candidate, problem):
+            if not take_odd_name(self.rows, candidate, problem, self._tell, self._odd_folders):
                 self._defer(watch)
                 return False
             self._left(candidate.name)
@@ -337,7 +336,9 @@ class CameraIngest:
     def _defer(self, watch: Watch) -> None:
         """A settled file stays on the share: looked at again later (waiting.py), at the end
         of its grace period at the latest, which counts from its journal row."""
-        movie = self.journal.active_movie_for_source(self.camera.host, str(watch.candidate.path))
+        path, movie = watch.candidate.path, None
+        if printable(path) == str(path):  # a name SQLite cannot hold has no row (odd_names.py)
+            movie = self.journal.active_movie_for_source(self.camera.host, str(path))
         grace_ends = None if movie is None else movie.first_seen + self.camera.grace_minutes * 60
         self.waiting.defer(watch, grace_ends)
 
@@ -359,28 +360,6 @@ class CameraIngest:
                 self.failures.failed(str(path), f"{step}: {type(error).__name__}: {error}")
         except Exception as journal_error:  # noqa: BLE001 - logged; the file stays put
             log.error("cannot record the failure in the journal: %s", journal_error)
-
-    def _odd_name(self, candidate: Candidate, problem: str) -> bool:
-        """A camera file whose name (or a member's) cannot be stored or extended."""
-        if candidate.is_dir and odd_name_problem(candidate.name) is not None:
-            shown = printable(candidate.path)
-            self._tell(str(candidate.path), f"folder {shown!r}: {problem}; left where it is")
-            if shown not in self._odd_folders_journaled:
-                self._odd_folders_journaled.add(shown)
-                detail = f"folder {shown!r}: {problem}; left on the camera share"
-                self.journal.event("unsafe_name", camera=self.camera.host, detail=detail)
-            return False
-        # its name cannot go into the journal: a wait for room is told, not journaled
-        config = self.rows.config
-        no_room = room_problem(
-            config.quarantine, size_of(candidate.path), config.reserve_percent, placed=False
-        )
-        if no_room is not None:
-            shown = printable(candidate.path)
-            self._tell(str(candidate.path), f"{shown!r}: {problem}; waits for room: {no_room}")
-            return False
-        quarantine_odd_name(self.rows, candidate.path, problem)
-        return True
 
     def retry_quarantined(self) -> tuple[int, int]:
         """Match quarantined files again; those that match now go to the buffer (verified)

@@ -35,6 +35,8 @@ def record_failure(
 ) -> None:
     """One more failure of a camera file; with now_held, the `held` event in the same commit."""
     now = time.time()
+    # an error's text may quote a camera name that is not UTF-8, which SQLite cannot store
+    error = error.encode("utf-8", "backslashreplace").decode("utf-8")
     with journal.transaction() as db:
         db.execute(
             "INSERT INTO held_files (camera, source_path, failures, first_failed_at, "

@@ -86,7 +86,19 @@ def waiting_records(db: sqlite3.Connection, camera: str) -> list[WaitingRecord]:
     ]
 
 
+def _storable(path: str) -> bool:
+    """A camera name that is not UTF-8 (odd_names.py) cannot be a SQLite text: such a file
+    waits in memory only, and is judged afresh after a restart."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def save_waiting(journal: j.Journal, camera: str, record: WaitingRecord) -> None:
+    if not _storable(record.source_path):
+        return
     values = astuple(record)
     marks = ", ".join("?" for _ in values)
     journal.write(
@@ -96,11 +108,19 @@ def save_waiting(journal: j.Journal, camera: str, record: WaitingRecord) -> None
 
 
 def forget_waiting(journal: j.Journal, camera: str, source_paths: Iterable[str]) -> None:
-    paths = [(camera, path) for path in source_paths]
+    paths = [(camera, path) for path in source_paths if _storable(path)]
     if not paths:
         return
     with journal.transaction() as db:
         db.executemany("DELETE FROM camera_files WHERE camera = ? AND source_path = ?", paths)
+
+
+def forget_other_cameras(journal: j.Journal, cameras: Iterable[str]) -> None:
+    """Drop what waited on the shares of cameras no longer configured: nothing judges those
+    files any more, and the metrics would count them forever."""
+    kept = list(cameras)
+    marks = ", ".join("?" for _ in kept)
+    journal.write(f"DELETE FROM camera_files WHERE camera NOT IN ({marks})", kept)
 
 
 def waiting_counts(db: sqlite3.Connection) -> dict[str, int]:
