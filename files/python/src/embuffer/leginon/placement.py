@@ -42,9 +42,13 @@ class BufferHost:
     append_full_head: bool
 
 
-def newest_buffer_host(db: LeginonDB, instrument_id: int) -> BufferHost | None:
-    """The camera's newest BufferHostData row (any buffer host), as Leginon and Appion read
-    it; None when there is none (or no BufferHostData table: the site never had a buffer)."""
+def newest_buffer_host(
+    db: LeginonDB, instrument_id: int, *, enabled_only: bool = False
+) -> BufferHost | None:
+    """The camera's newest BufferHostData row (any buffer host), as Leginon's transfer reads
+    it; with `enabled_only`, its newest enabled row, as Appion reads it (a NULL `disabled` is
+    not enabled there). None when there is none (or no BufferHostData table: the site never
+    had a buffer)."""
     if not db.has_table("BufferHostData", assumed="no camera uses a buffer server"):
         return None
     flag = db.column_or_null(
@@ -53,7 +57,8 @@ def newest_buffer_host(db: LeginonDB, instrument_id: int) -> BufferHost | None:
     rows = db.rows(
         "SELECT b.`DEF_id` AS id, b.`buffer hostname` AS hostname, "
         f"b.`buffer base path` AS base_path, b.`disabled`, {flag} AS append_full_head "
-        "FROM `BufferHostData` b WHERE b.`REF|InstrumentData|ccdcamera` = %s",
+        "FROM `BufferHostData` b WHERE b.`REF|InstrumentData|ccdcamera` = %s"
+        + (" AND b.`disabled` = 0" if enabled_only else ""),
         (instrument_id,),
     )
     row = newest(rows)
@@ -84,8 +89,10 @@ class Refusal:
     reason: str
 
 
-def recorded_frame_path(db: LeginonDB, session_id: int, host_row: int) -> str | None:
-    """The BufferFramePathData row for (session, buffer host row), if any."""
+def recorded_frame_path_row(
+    db: LeginonDB, session_id: int, host_row: int
+) -> tuple[int, str] | None:
+    """The newest BufferFramePathData row for (session, buffer host row): its id and path."""
     if not db.has_table(
         "BufferFramePathData", assumed="no session has a recorded buffer frame path yet"
     ):
@@ -96,7 +103,13 @@ def recorded_frame_path(db: LeginonDB, session_id: int, host_row: int) -> str | 
         (session_id, host_row),
     )
     row = newest(rows)
-    return str(row["path"]) if row is not None and row["path"] else None
+    return (int(row["id"]), str(row["path"])) if row is not None and row["path"] else None
+
+
+def recorded_frame_path(db: LeginonDB, session_id: int, host_row: int) -> str | None:
+    """The BufferFramePathData path for (session, buffer host row), if any."""
+    row = recorded_frame_path_row(db, session_id, host_row)
+    return row[1] if row is not None else None
 
 
 def record_frame_path(db: LeginonDB, session_id: int, host_row: int, folder: str) -> bool:

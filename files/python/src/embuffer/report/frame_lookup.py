@@ -23,48 +23,17 @@ from typing import Any
 
 from embuffer.journal.movie import PURGED
 from embuffer.leginon.db import LeginonDB
-from embuffer.leginon.placement import derive_buffer_frame_path
+from embuffer.leginon.placement import (
+    derive_buffer_frame_path,
+    newest_buffer_host,
+    recorded_frame_path_row,
+)
 
 
 @dataclass(frozen=True)
 class AppionLookup:
     path: str | None  # the folder Appion looks in; None when it has none (no image path)
     source: str  # which of Appion's steps gave it
-
-
-def _newest(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The row with the highest DEF_id (Leginon's "newest"), picked here: an ORDER BY DEF_id
-    DESC LIMIT 1 may walk a large table's primary key backwards when nothing matches."""
-    return max(rows, key=lambda row: int(row["id"]), default=None)
-
-
-def _newest_enabled_row(db: LeginonDB, instrument_id: int) -> dict[str, Any] | None:
-    if not db.has_table("BufferHostData", assumed="no camera uses a buffer server"):
-        return None
-    flag = db.column_or_null(
-        "BufferHostData", "b", "append full head", assumed="default (not append full head) mode"
-    )
-    rows = db.rows(
-        "SELECT b.`DEF_id` AS id, b.`buffer hostname` AS hostname, "
-        f"b.`buffer base path` AS base_path, {flag} AS append_full_head "
-        "FROM `BufferHostData` b WHERE b.`REF|InstrumentData|ccdcamera` = %s "
-        "AND b.`disabled` = 0",
-        (instrument_id,),
-    )
-    return _newest(rows)
-
-
-def _recorded_path(db: LeginonDB, session_id: int, host_row: int) -> tuple[int, str] | None:
-    if not db.has_table("BufferFramePathData", assumed="no buffer frame path recorded yet"):
-        return None
-    row = _newest(
-        db.rows(
-            "SELECT `DEF_id` AS id, `buffer frame path` AS path FROM `BufferFramePathData` "
-            "WHERE `REF|SessionData|session` = %s AND `REF|BufferHostData|host` = %s",
-            (session_id, host_row),
-        )
-    )
-    return (int(row["id"]), str(row["path"])) if row is not None and row["path"] else None
 
 
 def frames_path_of(image_path: str) -> str:
@@ -83,19 +52,18 @@ def appion_frame_path(db: LeginonDB, session_id: int, instrument_id: int) -> App
     if not sessions:
         return AppionLookup(None, f"no SessionData row {session_id}")
     image_path = str(sessions[0]["image_path"] or "")
-    host = _newest_enabled_row(db, instrument_id)
+    host = newest_buffer_host(db, instrument_id, enabled_only=True)
     if host is not None:
-        recorded = _recorded_path(db, session_id, int(host["id"]))
+        recorded = recorded_frame_path_row(db, session_id, host.row_id)
         if recorded is not None:
             return AppionLookup(
-                recorded[1], f"BufferFramePathData row {recorded[0]} of BufferHostData {host['id']}"
+                recorded[1],
+                f"BufferFramePathData row {recorded[0]} of BufferHostData {host.row_id}",
             )
-        derived = derive_buffer_frame_path(
-            image_path, str(host["base_path"] or ""), bool(host["append_full_head"])
-        )
+        derived = derive_buffer_frame_path(image_path, host.base_path, host.append_full_head)
         if derived is not None:
             return AppionLookup(
-                derived, f"derived from BufferHostData {host['id']} ({host['hostname']})"
+                derived, f"derived from BufferHostData {host.row_id} ({host.hostname})"
             )
     if sessions[0]["frame_path"]:
         return AppionLookup(str(sessions[0]["frame_path"]), "SessionData frame path")
