@@ -337,9 +337,8 @@ diff:
   type: dict
 """
 
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible.module_utils.leginon_bufferhost import (
     APPEND_COLUMN,
@@ -360,12 +359,9 @@ from ansible.module_utils.leginon_bufferrules import (
     rule_summary,
 )
 from ansible.module_utils.leginondb import (
-    LeginonDBError,
-    connect,
-    connection_settings,
     describe_target,
     leginondb_argument_spec,
-    load_pymysql,
+    run_against_leginondb,
     quote_identifier,
 )
 
@@ -548,41 +544,12 @@ def build_module():
     return module
 
 
-def import_pymysql(module):
-    """PyMySQL, or fail the task saying how to install it."""
-    try:
-        return load_pymysql()
-    except ImportError:
-        module.fail_json(
-            msg=missing_required_lib(
-                "PyMySQL",
-                reason="to reach leginondb (install python3-pymysql on the host running this task)",
-            ),
-            exception=traceback.format_exc(),
-        )
-
-
 def main():
     """Connect to leginondb, run, and turn database errors into task failures."""
     module = build_module()
-    pymysql = import_pymysql(module)
-    try:
-        settings = connection_settings(module.params)
-        connection = connect(pymysql, settings)
-    except LeginonDBError as exc:
-        module.fail_json(msg=str(exc))
-    try:
-        result = run(module, connection, settings)
-    except LeginonDBError as exc:
-        module.fail_json(msg=str(exc))
-    except pymysql.err.MySQLError as exc:
-        module.fail_json(
-            msg=f"database error on {TABLE} ({describe_target(settings)}): {exc}",
-            exception=traceback.format_exc(),
-        )
-    finally:
-        connection.close()
-    module.exit_json(**result)
+    run_against_leginondb(
+        module, TABLE, lambda _pymysql, connection, settings: run(module, connection, settings)
+    )
 
 
 if __name__ == "__main__":

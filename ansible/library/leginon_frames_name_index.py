@@ -138,17 +138,13 @@ seconds:
 """
 
 import time
-import traceback
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible.module_utils.leginondb import (
     LeginonDBError,
-    connect,
-    connection_settings,
-    describe_target,
     leginondb_argument_spec,
-    load_pymysql,
+    run_against_leginondb,
 )
 
 TABLE = "CameraEMData"
@@ -247,33 +243,9 @@ def main():
         ),
         supports_check_mode=True,
     )
-    try:
-        pymysql = load_pymysql()
-    except ImportError:
-        module.fail_json(
-            msg=missing_required_lib(
-                "PyMySQL",
-                reason="to reach leginondb (install python3-pymysql on the host running this task)",
-            ),
-            exception=traceback.format_exc(),
-        )
-    try:
-        settings = connection_settings(module.params)
-        connection = connect(pymysql, settings)
-    except LeginonDBError as exc:
-        module.fail_json(msg=str(exc))
-    try:
-        result = run(module, pymysql, connection)
-    except LeginonDBError as exc:
-        module.fail_json(msg=str(exc))
-    except pymysql.err.MySQLError as exc:
-        module.fail_json(
-            msg=f"database error on {TABLE} ({describe_target(settings)}): {exc}",
-            exception=traceback.format_exc(),
-        )
-    finally:
-        connection.close()
-    module.exit_json(**result)
+    run_against_leginondb(
+        module, TABLE, lambda pymysql, connection, _settings: run(module, pymysql, connection)
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ __metaclass__ = type
 
 import glob
 import os
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
 
 DEFAULT_CONFIG_FILE = "~/.my.cnf"
 DEFAULT_DATABASE = "leginondb"
@@ -59,6 +62,39 @@ def load_pymysql():
     import pymysql  # pylint: disable=import-outside-toplevel
 
     return pymysql
+
+
+def run_against_leginondb(module, table, work):
+    """Connect to leginondb with the module's login options, return `work(pymysql,
+    connection, settings)`'s result dict through exit_json, and turn a missing PyMySQL, a
+    refused connection and database errors (naming `table`) into task failures."""
+    try:
+        pymysql = load_pymysql()
+    except ImportError:
+        module.fail_json(
+            msg=missing_required_lib(
+                "PyMySQL",
+                reason="to reach leginondb (install python3-pymysql on the host running this task)",
+            ),
+            exception=traceback.format_exc(),
+        )
+    try:
+        settings = connection_settings(module.params)
+        connection = connect(pymysql, settings)
+    except LeginonDBError as exc:
+        module.fail_json(msg=str(exc))
+    try:
+        result = work(pymysql, connection, settings)
+    except LeginonDBError as exc:
+        module.fail_json(msg=str(exc))
+    except pymysql.err.MySQLError as exc:
+        module.fail_json(
+            msg=f"database error on {table} ({describe_target(settings)}): {exc}",
+            exception=traceback.format_exc(),
+        )
+    finally:
+        connection.close()
+    module.exit_json(**result)
 
 
 def _option_value(text):
