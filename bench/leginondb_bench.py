@@ -230,12 +230,15 @@ def report(size: str, found: dict[tuple[str, str, str], float]) -> list[str]:
         for database in (DATABASE, INDEXED_DATABASE):
             ours = found[(database, case, "embuffer")]
             legacy = found.get((database, case, "legacy"))
-            cells.append(f"{ours:9.2f} {'-' if legacy is None else f'{legacy:9.2f}':>9}")
+            if legacy is None:
+                cells.append(f"{ours:9.2f} {'-':>9} {'':>6}")
+            else:
+                cells.append(f"{ours:9.2f} {legacy:9.2f} {legacy / ours:5.1f}x")
             if legacy is not None and database == DATABASE and legacy < 3 * ours:
                 missed.append(f"{size} {case}: {legacy / ours:.1f}x legacy, not 3x")
             if legacy is not None and database == INDEXED_DATABASE and ours >= 5:
                 missed.append(f"{size} {case} with the index: {ours:.1f} ms, not < 5 ms")
-        print(f"{size:>5} {case:<13} {cells[0]}   {cells[1]}")
+        print(f"{size:>5} {case:<13} {cells[0]}   {cells[1]}".rstrip())
     return missed
 
 
@@ -251,8 +254,8 @@ def main() -> int:
     empty = empty_leginondb()
     ingest = {"empty": ingest_once_seconds(empty, args.rounds)}
     empty.stop()
-    print("lookup median, ms        without the index       with the index")
-    print("size  case           embuffer    legacy    embuffer    legacy")
+    print("lookup median, ms        without the index              with the index")
+    print("size  case           embuffer    legacy  ratio    embuffer    legacy  ratio")
     for size in sizes:
         large = start_large_leginondb(SIZES[size])
         cached = "built now" if large.built_now else "cached"

@@ -33,6 +33,7 @@ from embuffer.journal import Journal
 from embuffer.leginon.credentials import Credentials
 from embuffer.leginon.db import LeginonDB
 from embuffer.leginon.frames_index import FRAMES_NAME_INDEX_STATEMENT, inspect
+from embuffer.leginon.image_query import IMAGE_TABLES
 from embuffer.leginon.matching import explain_days, explain_miss, find_image, load_session
 from embuffer.leginon.mrcimage import write_mrc
 from embuffer.leginon.placement import Placement, session_buffer_folder
@@ -171,6 +172,24 @@ def test_find_image_on_millions_of_images_reads_only_check_days(facility, databa
     )
     assert bulk is not None and bulk.filename == scenario.bulk_filename
     assert find_image(db, scenario.names["other_host"], OTHER_HOST, CHECK_DAYS) is not None
+
+
+@DATABASES
+def test_a_waiting_file_costs_one_statement_and_a_movie_two(facility, database):
+    """An unmatched name is looked up again and again while its file waits: one statement,
+    which reads CameraEMData (its window, or the name by the index) and no image table. A
+    movie takes one more, by its camera row's key."""
+    scenario = facility.scenarios[database]
+    db = facility.db(database)
+    find_image(db, scenario.names["unknown"], scenario.host, CHECK_DAYS)  # schema read
+    db.sent.clear()
+    assert find_image(db, scenario.names["unknown"], scenario.host, CHECK_DAYS) is None
+    [(statement, _args)] = db.lookups()
+    assert not [table for table in IMAGE_TABLES if table in statement], statement
+    db.sent.clear()
+    assert find_image(db, scenario.names["matched"], scenario.host, CHECK_DAYS) is not None
+    assert len(db.lookups()) == 2
+    assert_reads_its_window(facility, db, CHECK_DAYS + 1)
 
 
 @DATABASES

@@ -119,6 +119,38 @@ def test_tables_are_searched_in_leginon_order_within_check_days(host, registered
     assert find_image(db, "20261126_ref_00", "other-host", 10) is None
 
 
+def test_an_older_acquisition_comes_before_a_newer_camera_row_of_the_name(host, registered):
+    """Leginon's table order holds when the newest camera row of a frames name is not an
+    acquisition's: neither a camera row whose image Leginon has not written yet nor a
+    reference taken later under the same name hides the movie; a newer movie wins."""
+    leginon, session, camera = host.leginon, registered["session"], registered["camera"]
+    name = "20261126_later_00"
+    older = leginon.camera_em(session, camera, name)
+    leginon.image("AcquisitionImageData", session, older, "acq_older")
+    leginon.rows(
+        "UPDATE CameraEMData SET DEF_timestamp = NOW() - INTERVAL 1 HOUR WHERE DEF_id = %s",
+        (older,),
+    )
+    db = db_of(host)
+    pending = leginon.camera_em(session, camera, name)
+    found = find_image(db, name, CAMERA_HOST, 10)
+    assert found is not None and (found.table, found.filename) == (
+        "AcquisitionImageData",
+        "acq_older",
+    )
+    leginon.image("DarkImageData", session, pending, "dark_newer")
+    found = find_image(db, name, CAMERA_HOST, 10)
+    assert found is not None and found.filename == "acq_older"
+    leginon.acquisition(session, camera, name, "acq_newer")
+    found = find_image(db, name, CAMERA_HOST, 10)
+    assert found is not None and found.filename == "acq_newer"
+
+    leginon.camera_em(session, camera, "20261126_unwritten_00")
+    assert find_image(db, "20261126_unwritten_00", CAMERA_HOST, 10) is None
+    reason = explain_miss(db, "20261126_unwritten_00", CAMERA_HOST, 10).reason
+    assert reason.startswith("no Leginon image has frames name '20261126_unwritten_00'")
+
+
 def test_existing_buffer_frame_path_row_is_used_and_first_use_inserts_once(host, registered):
     leginon = host.leginon
     db = db_of(host)

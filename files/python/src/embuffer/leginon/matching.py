@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 
 from embuffer.leginon.db import LeginonDB
-from embuffer.leginon.image_query import image_rows
+from embuffer.leginon.image_query import first_movie, image_rows
 from embuffer.safecopy.formats import format_of, movie_suffix
 
 
@@ -86,24 +86,23 @@ def explain_days(check_days: int) -> int:
 
 
 def find_image(db: LeginonDB, key: str, camera_host: str, check_days: int) -> ImageMatch | None:
-    for row in image_rows(db, key, camera_host, check_days, movie_only=True):
-        if row["align_frames"]:
-            continue  # an aligned sum saved under the same frames name: not the movie
-        return ImageMatch(
-            table=row["table"],
-            image_id=int(row["image_id"]),
-            filename=str(row["filename"]),
-            session_id=int(row["session_id"]),
-            camera_em_id=int(row["camera_em_id"]),
-            instrument_id=int(row["instrument_id"]),
-            frame_flip=bool(row["frame_flip"]),
-            frame_rotate=int(row["frame_rotate"] or 0),
-            nframes=int(row["nframes"]) if row["nframes"] is not None else None,
-            norm_id=row.get("norm_id"),
-            dark_id=row.get("dark_id"),
-            plan_id=row.get("plan_id"),
-        )
-    return None
+    row = first_movie(db, key, camera_host, check_days)
+    if row is None:
+        return None
+    return ImageMatch(
+        table=row["table"],
+        image_id=int(row["image_id"]),
+        filename=str(row["filename"]),
+        session_id=int(row["session_id"]),
+        camera_em_id=int(row["camera_em_id"]),
+        instrument_id=int(row["instrument_id"]),
+        frame_flip=bool(row["frame_flip"]),
+        frame_rotate=int(row["frame_rotate"] or 0),
+        nframes=int(row["nframes"]) if row["nframes"] is not None else None,
+        norm_id=row.get("norm_id"),
+        dark_id=row.get("dark_id"),
+        plan_id=row.get("plan_id"),
+    )
 
 
 def explain_miss(db: LeginonDB, key: str, camera_host: str, check_days: int) -> Miss:
