@@ -142,7 +142,7 @@ while True:  # the counters follow the journal within a scrape or two
         break
     time.sleep(2)
 wanted = ("embuffer_up ", "embuffer_ingested_movies_total{", "embuffer_archived_movies_total{",
-          "embuffer_archive_backlog_files", "embuffer_buffer_hours_until_full")
+          "embuffer_archive_backlog_files", "embuffer_buffer_time_to_full_seconds")
 print("\n".join(line for line in text.splitlines() if line.startswith(wanted)))
 print(f"({len(text.splitlines())} lines in all)")' "$MOVIES"
 }

@@ -4,6 +4,12 @@
 #   tools/molecule.sh all                 # `molecule test` for every scenario, one at a time
 #   tools/molecule.sh default             # `molecule test` for one scenario
 #   tools/molecule.sh default converge    # any other molecule command (create, verify, ...)
+# A scenario whose image names ${EMBUFFER_TESTHOST_RELEASE} (default, outage) runs once per
+# supported Debian release, one after the other (its hosts' names are fixed): Debian 12
+# "bookworm", then Debian 13 "trixie" (EMBUFFER_TESTHOST_RELEASES="trixie" picks fewer), and
+# prints the minutes of each. Any other command acts on one release's hosts: the first of
+# EMBUFFER_TESTHOST_RELEASES, e.g. EMBUFFER_TESTHOST_RELEASES=trixie tools/molecule.sh default
+# converge. The other scenarios run on the bookworm image only.
 # Needs tools/setup-host.sh to have run (the .venv tools, podman, runc, debootstrap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +40,18 @@ fi
 export MOLECULE_NOFILE MOLECULE_NPROC
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-false}
 
+# The scenarios use the collection as it ships: built from galaxy.yml and installed with
+# ansible-galaxy once per run, into a folder of this run (a run beside it keeps its own).
+if [ "$COMMAND" != destroy ]; then
+  MOLECULE_COLLECTION=$(mkdir -p "$ROOT/.work" && mktemp -d "$ROOT/.work/molecule-collection.XXXXXX")
+  trap 'rm -rf "$MOLECULE_COLLECTION"' EXIT
+  bash tools/collection.sh install "$MOLECULE_COLLECTION" >"$MOLECULE_COLLECTION.log" 2>&1 \
+    || { cat "$MOLECULE_COLLECTION.log" >&2; exit 1; }
+  rm -f "$MOLECULE_COLLECTION.log"
+  export ANSIBLE_COLLECTIONS_PATH=$MOLECULE_COLLECTION/collections
+  echo "=== embuffer.buffer $(sed -n 's/^version: //p' galaxy.yml) installed in $ANSIBLE_COLLECTIONS_PATH"
+fi
+
 if [ "$TARGET" = all ]; then
   mapfile -t SCENARIOS < <(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml -printf '%h\n' \
                            | xargs -n1 basename | sort)
@@ -41,6 +59,18 @@ else
   [ -f "molecule/$TARGET/molecule.yml" ] || { echo "no scenario molecule/$TARGET" >&2; exit 2; }
   SCENARIOS=("$TARGET")
 fi
+
+SUPPORTED_RELEASES=(bookworm trixie)
+read -r -a RELEASES <<< "${EMBUFFER_TESTHOST_RELEASES:-${SUPPORTED_RELEASES[*]}}"
+releases_of() {  # the releases a scenario runs on, one a line
+  if ! grep -q 'EMBUFFER_TESTHOST_RELEASE[:}]' "molecule/$1/molecule.yml"; then
+    echo bookworm
+  elif [ "$COMMAND" = test ]; then
+    printf '%s\n' "${RELEASES[@]}"
+  else
+    echo "${RELEASES[0]}"
+  fi
+}
 
 if [ "$COMMAND" != destroy ]; then
   bash tools/testhost/build-image.sh
@@ -81,15 +111,20 @@ forget_vanished_instances() {
 failed=()
 summary=()
 for scenario in "${SCENARIOS[@]}"; do
-  started=$SECONDS
-  case $COMMAND in test|destroy) ;; *) forget_vanished_instances "$scenario" ;; esac
-  echo "=== molecule $COMMAND -s $scenario"
-  if molecule -c molecule/base.yml "$COMMAND" -s "$scenario" "$@"; then
-    result=passed
-  else
-    result=FAILED; failed+=("$scenario")
-  fi
-  summary+=("$(printf '%-12s %-7s %4ds' "$scenario" "$result" $((SECONDS - started)))")
+  for release in $(releases_of "$scenario"); do
+    export EMBUFFER_TESTHOST_RELEASE=$release
+    started=$SECONDS
+    case $COMMAND in test|destroy) ;; *) forget_vanished_instances "$scenario" ;; esac
+    echo "=== molecule $COMMAND -s $scenario on $release"
+    if molecule -c molecule/base.yml "$COMMAND" -s "$scenario" "$@"; then
+      result=passed
+    else
+      result=FAILED; failed+=("$scenario/$release")
+    fi
+    elapsed=$((SECONDS - started))
+    summary+=("$(printf '%-12s %-9s %-7s %4ds (%d.%d min)' "$scenario" "$release" "$result" \
+                 "$elapsed" $((elapsed / 60)) $((elapsed % 60 * 10 / 60)))")
+  done
 done
 
 echo "=== molecule $COMMAND summary"

@@ -1,13 +1,13 @@
 #!/bin/bash
-# Run the whole test suite (or one stage: python | lint | molecule). `make test` and CI's
-# .ci/run call this after tools/setup-host.sh. Every stage must pass; the first failure stops.
+# Run the whole test suite (or one stage: python | lint | collection | molecule). `make test`
+# and CI's .ci/run call this after tools/setup-host.sh. Every stage must pass; the first failure
+# stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-# the project's module, module_utils and roles, for ansible-lint and the module tests
-export ANSIBLE_CONFIG="$PWD/ansible/ansible.cfg"
-export ANSIBLE_LIBRARY="$PWD/ansible/library" ANSIBLE_MODULE_UTILS="$PWD/ansible/module_utils"
-export ANSIBLE_ROLES_PATH="$PWD/roles"
+# No ANSIBLE_* settings: the roles and modules are the collection embuffer.buffer (galaxy.yml),
+# which ansible-lint builds and installs in .ansible/ itself, the module tests find through
+# ansible/checkout, and the collection stage builds and installs as a facility does.
 stage=${1:-all}
 started=$(date +%s)
 
@@ -20,12 +20,19 @@ if [[ $stage == all || $stage == lint ]]; then
   ruff format --check --config files/python/pyproject.toml bench
   step "each role's argument specs and defaults name the same variables"
   python tools/check_role_specs.py
+  step "one version for the package, the collection and the roles; release-note fragments"
+  python tools/check_versions.py
+  antsibull-changelog lint
   step "ansible-lint (production profile)"
   ansible-lint --profile production
 fi
 if [[ $stage == all || $stage == python ]]; then
   step "pytest: embuffer package, fault tests, Ansible module and GPU detection"
   python -m pytest -q -p no:cacheprovider files/python/tests ansible/tests
+fi
+if [[ $stage == all || $stage == collection ]]; then
+  step "the collection: build, install, use by FQCN from outside the repository, ansible-test sanity"
+  bash tools/collection.sh check .work/collection
 fi
 if [[ $stage == all || $stage == molecule ]]; then
   step "molecule scenarios on podman test hosts"

@@ -91,5 +91,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q -r requirements-dev.txt
+# The service's runtime dependencies at exactly the versions the roles deploy (the lock of
+# this Python, hash-checked), so the tests run what a buffer server runs; the editable
+# install below finds them satisfied and adds only the test tools.
+venv_python=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+lock=files/python/lock/python$venv_python.txt
+[ -f "$lock" ] || { echo "no dependency lock for Python $venv_python ($lock): see tools/refresh-lock.sh" >&2; exit 1; }
+.venv/bin/pip install -q --require-hashes -r "$lock"
 .venv/bin/pip install -q -e 'files/python[test]'
 echo "tools ready in $(pwd)/.venv (podman network backend: $backend)"

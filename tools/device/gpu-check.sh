@@ -5,7 +5,7 @@
 set -u
 out=${OUT:-out}
 mkdir -p "$out"
-module=roles/embuffer_gpu/library/nvidia_gpu_facts.py
+module=plugins/modules/nvidia_gpu_facts.py
 export LC_ALL=C
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >"$out/query.txt" 2>&1
 echo "query rc=$?"

@@ -1,5 +1,5 @@
-"""Unit tests of the CUDA build selection (roles/embuffer_emtools/filter_plugins/emtools.py) and of the
-artifact installer module (roles/embuffer_emtools/library/emtools_artifact.py)."""
+"""Unit tests of the CUDA build selection (plugins/filter/emtools.py) and of the artifact
+installer module (plugins/modules/emtools_artifact.py)."""
 
 import hashlib
 import importlib.util
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-ROLE = REPO / "roles" / "embuffer_emtools"
+PLUGINS = REPO / "plugins"
 
 
 def load(name, path):
@@ -25,8 +25,8 @@ def load(name, path):
     return module
 
 
-emtools = load("emtools_filters", ROLE / "filter_plugins" / "emtools.py")
-ARTIFACT_MODULE = ROLE / "library" / "emtools_artifact.py"
+emtools = load("emtools_filters", PLUGINS / "filter" / "emtools.py")
+ARTIFACT_MODULE = PLUGINS / "modules" / "emtools_artifact.py"
 SHA = "ab" * 32
 
 

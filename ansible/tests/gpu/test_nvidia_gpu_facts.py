@@ -1,4 +1,4 @@
-"""Unit tests of the GPU detection in roles/embuffer_gpu/library/nvidia_gpu_facts.py.
+"""Unit tests of the GPU detection in plugins/modules/nvidia_gpu_facts.py.
 
 The h200_x1 fixtures were recorded on a real H200 host (driver 580.159.04, no lspci installed)
 with tools/device/gpu-check.sh, which also ran this detection against that live machine. The
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-MODULE_PATH = REPO / "roles" / "embuffer_gpu" / "library" / "nvidia_gpu_facts.py"
+MODULE_PATH = REPO / "plugins" / "modules" / "nvidia_gpu_facts.py"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 _spec = importlib.util.spec_from_file_location("nvidia_gpu_facts", MODULE_PATH)

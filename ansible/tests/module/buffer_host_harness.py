@@ -33,6 +33,9 @@ from mariadb_server import (  # noqa: E402
 )
 
 __all__ = [
+    "COLLECTION",
+    "COLLECTIONS_PATH",
+    "MODULES",
     "TEST_PASSWORD",
     "TEST_USER",
     "Database",
@@ -46,9 +49,11 @@ __all__ = [
     "start_private_server",
 ]
 
-LIBRARY = REPO / "ansible" / "library"
-MODULE_UTILS = REPO / "ansible" / "module_utils"
-ROLES = REPO / "roles"
+# The modules and roles are run as the collection embuffer.buffer, through the checkout's own
+# collections path (ansible/checkout/ansible_collections/embuffer/buffer links to REPO).
+COLLECTION = "embuffer.buffer"
+COLLECTIONS_PATH = REPO / "ansible" / "checkout"
+MODULES = REPO / "plugins" / "modules"
 _numbers = itertools.count(1)
 
 
@@ -113,9 +118,7 @@ class ModuleRun:
 def _ansible_env(tmp_path: Path, extra: dict[str, str] | None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        ANSIBLE_LIBRARY=str(LIBRARY),
-        ANSIBLE_MODULE_UTILS=str(MODULE_UTILS),
-        ANSIBLE_ROLES_PATH=str(ROLES),
+        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_PATH),
         ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
         ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-local"),
         ANSIBLE_HOME=str(tmp_path / "ansible-home"),

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from buffer_host_harness import (
+    COLLECTION,
     Database,
     LeginonDB,
     MariaDBServer,
@@ -90,8 +91,8 @@ def site_leginondb(request, mariadb: MariaDBServer) -> Iterator[Database]:
 
 @pytest.fixture
 def run_module(tmp_path: Path):
-    """Run leginon_buffer_host (or `module`) once with the given arguments; returns a
-    ModuleRun."""
+    """Run leginon_buffer_host (or `module`, a name in the collection) once with the given
+    arguments; returns a ModuleRun."""
 
     def runner(
         args: dict[str, Any],
@@ -104,7 +105,7 @@ def run_module(tmp_path: Path):
         play = {
             "hosts": "localhost",
             "gather_facts": False,
-            "tasks": [{"name": "Run the module", module: args}],
+            "tasks": [{"name": "Run the module", f"{COLLECTION}.{module}": args}],
         }
         document = run_playbook(tmp_path, play, check=check, diff=diff, env=env)
         result = document["plays"][0]["tasks"][0]["hosts"]["localhost"]

@@ -580,7 +580,7 @@ def test_role_registers_every_configured_camera(leginondb, tmp_path):
             "embuffer_registration_login_password": login["login_password"],
             "embuffer_registration_login_db": login["login_db"],
         },
-        "roles": ["embuffer_registration"],
+        "roles": ["embuffer.buffer.embuffer_registration"],
     }
 
     def registration_task(document: dict[str, Any]) -> dict[str, Any]:
@@ -637,7 +637,7 @@ def test_role_rejects_cameras_without_a_host(
                 for key, value in leginondb.login.items()
             },
         },
-        "roles": ["embuffer_registration"],
+        "roles": ["embuffer.buffer.embuffer_registration"],
     }
 
     document = run_playbook(tmp_path, play)

@@ -211,7 +211,7 @@ def registration_play(db: Database, **variables: Any) -> dict[str, Any]:
             **{f"embuffer_registration_{key}": value for key, value in login.items()},
             **variables,
         },
-        "roles": ["embuffer_registration"],
+        "roles": ["embuffer.buffer.embuffer_registration"],
     }
 
 

@@ -3,6 +3,7 @@ pass, every alert is tested both firing and silent, and the tests really catch a
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-RULES_DIR = Path(__file__).resolve().parents[3] / "files" / "prometheus"
+REPO = Path(__file__).resolve().parents[3]
+RULES_DIR = REPO / "files" / "prometheus"
 RULES = RULES_DIR / "embuffer.rules.yml"
 RULE_TESTS = RULES_DIR / "embuffer.rules.test.yml"
 PROMTOOL = shutil.which("promtool") or (
@@ -18,7 +20,9 @@ PROMTOOL = shutil.which("promtool") or (
 )
 
 
-def promtool(*args: str, cwd: Path = RULES_DIR) -> subprocess.CompletedProcess[str]:
+def promtool(
+    *args: str, cwd: Path = RULES_DIR, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     if PROMTOOL is None:
         reason = (
             "promtool not found on PATH or at /usr/bin/promtool; install Debian's "
@@ -27,7 +31,13 @@ def promtool(*args: str, cwd: Path = RULES_DIR) -> subprocess.CompletedProcess[s
         print(reason)
         pytest.skip(reason)
     return subprocess.run(
-        [PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+        [PROMTOOL, *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -69,6 +79,44 @@ def test_the_issue_alerts_exist_with_severity_and_operator_text():
         assert {"summary", "description"} <= set(annotations), name
 
 
+def markdown_sections(path: Path) -> dict[str, str]:
+    """{anchor: text under the heading} as GitHub renders a Markdown file's headings: lower
+    case, punctuation dropped, spaces as hyphens."""
+    sections: dict[str, str] = {}
+    anchor = ""
+    for line in path.read_text().splitlines():
+        heading = re.match(r"#{1,6} (.+)", line)
+        if heading:
+            title = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower())
+            anchor = title.replace(" ", "-")
+            sections[anchor] = ""
+        elif anchor:
+            sections[anchor] += line + "\n"
+    return sections
+
+
+def test_every_alert_links_a_runbook_section_that_says_what_to_do():
+    for name, rule in alerts().items():
+        annotations = rule["annotations"]
+        assert isinstance(annotations, dict)
+        url = annotations.get("runbook_url")
+        assert isinstance(url, str), f"{name} has no runbook_url"
+        document, _, anchor = url.partition("#")
+        assert document.startswith("docs/") and document.endswith(".md") and anchor, (name, url)
+        path = REPO / document
+        assert path.is_file(), f"{name}: {document} does not exist"
+        sections = markdown_sections(path)
+        assert anchor in sections, f"{name}: no heading with anchor #{anchor} in {document}"
+        assert "**Do:**" in sections[anchor], f"{name}: {url} does not say what to do"
+
+
+def test_the_runbook_has_a_section_for_each_alert_and_no_other():
+    sections = markdown_sections(REPO / "docs" / "runbook.md")
+    alert_anchors = {name.lower() for name in alerts()}
+    runbook_anchors = {anchor for anchor in sections if anchor.startswith("embuffer")}
+    assert runbook_anchors == alert_anchors
+
+
 def test_every_alert_is_tested_both_firing_and_silent():
     cases = yaml.safe_load(RULE_TESTS.read_text())["tests"]
     fired: set[str] = set()
@@ -83,7 +131,8 @@ def test_every_alert_is_tested_both_firing_and_silent():
 @pytest.mark.parametrize(
     ("alert", "broken"),
     [
-        ("EmbufferBufferFullSoon", ("< 12", "< 200")),  # would page on a healthy buffer
+        # would page on a healthy buffer
+        ("EmbufferBufferFullSoon", ("< 12 * 3600", "< 200 * 3600")),
         ("EmbufferIngestStalled", ("for: 5m", "for: 50m")),  # would never page in time
         ("EmbufferMetricsDown", ("> 300", "> 300000")),  # would miss a stale textfile
         ("EmbufferFileHeldOnCamera", ("> 0", "> 1")),  # would miss a single held file

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -26,6 +27,7 @@ from conftest import CAMERA_HOST, BufferHost
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from support.movies import mrc_bytes, tiff_bytes
+from test_alert_rules import promtool
 from test_faults import start_daemon, wait_for
 
 from embuffer.cli import main
@@ -185,8 +187,11 @@ def test_endpoint_counts_movies_and_histograms_as_they_flow(host, registered):
             ingested.value("embuffer_in_flight_movies", camera=CAMERA_HOST, state=s) == 0
             for s in ("seen", "matched", "copying", "copied", "verified")
         )
-        assert ingested.value("embuffer_buffer_intake_bytes_per_hour") == total / 6
-        assert 0 < ingested.value("embuffer_buffer_hours_until_full") < float("inf")
+        # free space over the intake of the last 6 hours, in seconds
+        intake_per_second = total / (6 * 3600)
+        free = shutil.disk_usage(host.buffer).free
+        forecast = ingested.value("embuffer_buffer_time_to_full_seconds")
+        assert forecast == pytest.approx(free / intake_per_second, rel=0.01)
 
         assert run(host, "archive", "pause", "--reason", "drill") == 0
         assert scrape(url).value("embuffer_archive_paused") == 1
@@ -308,16 +313,36 @@ def dashboard_queries() -> Iterator[tuple[str, str]]:
             yield f"variable {variable['name']}", query["query"]
 
 
-def test_dashboard_and_rules_name_only_exported_metrics(host, registered):
+def scrape_after_a_whole_cycle(host: BufferHost, registered: dict[str, int]) -> Scrape:
+    """A scrape of `metrics serve` with every family present: a movie ingested and archived,
+    the archive paused (its `since` gauge exists only then)."""
     drop_movies(host, registered, count=1, age=90)
     assert run(host, "ingest", "--once") == 0
     assert run(host, "archive", "--once") == 0
     assert run(host, "archive", "pause", "--reason", "names") == 0
     exporter, url = start_exporter(host, free_port())
     try:
-        exported = scrape(url).names
+        return scrape(url)
     finally:
         stop(exporter)
+
+
+def test_promtool_check_metrics_finds_nothing_in_a_real_scrape(host, registered):
+    exposition = scrape_after_a_whole_cycle(host, registered)
+    families = {line.split()[2] for line in exposition.text.splitlines() if line[:6] == "# TYPE"}
+    assert len(families) > 60, sorted(families)
+    assert "embuffer_buffer_time_to_full_seconds" in families
+    assert not {"embuffer_buffer_hours_until_full", "embuffer_buffer_intake_bytes_per_hour"} & (
+        families
+    )
+
+    result = promtool("check", "metrics", stdin=exposition.text)
+
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_dashboard_and_rules_name_only_exported_metrics(host, registered):
+    exported = scrape_after_a_whole_cycle(host, registered).names
 
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] == "embuffer" and dashboard["panels"]

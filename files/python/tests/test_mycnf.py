@@ -10,7 +10,7 @@ import pytest
 
 from embuffer.leginon.mycnf import client_options
 
-MODULE_UTILS = Path(__file__).parents[3] / "ansible" / "module_utils" / "leginondb.py"
+MODULE_UTILS = Path(__file__).parents[3] / "plugins" / "module_utils" / "leginondb.py"
 
 
 def ansible_reader():

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: embuffer contributors
 # SPDX-License-Identifier: BSD-3-Clause
 """Print, as one JSON object, the [Images] path of leginon.cfg and of its backup copy.

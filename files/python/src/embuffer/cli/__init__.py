@@ -16,17 +16,19 @@ from embuffer.cli.process import (
     EXIT_CONFIG,
     EXIT_INCOMPLETE,
     EXIT_JOURNAL_REPLACED,
+    EXIT_JOURNAL_TOO_NEW,
     EXIT_LOCKED,
     EXIT_SOFTWARE,
     setup_logging,
 )
 from embuffer.config import Config, ConfigError, load_config
-from embuffer.journal import JournalLocked, JournalReplaced
+from embuffer.journal import JournalLocked, JournalReplaced, JournalTooNew
 
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_INCOMPLETE",
     "EXIT_JOURNAL_REPLACED",
+    "EXIT_JOURNAL_TOO_NEW",
     "EXIT_LOCKED",
     "EXIT_SOFTWARE",
     "build_parser",
@@ -58,3 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     except JournalReplaced as error:
         print(f"embuffer: {error}", file=sys.stderr)
         return EXIT_JOURNAL_REPLACED
+    except JournalTooNew as error:
+        print(f"embuffer: {error}", file=sys.stderr)
+        return EXIT_JOURNAL_TOO_NEW

@@ -12,6 +12,7 @@ from embuffer.cli.ingest import cmd_ingest, cmd_quarantine
 from embuffer.cli.outage import cmd_outage, cmd_session
 from embuffer.cli.reports import cmd_config_check, cmd_metrics, cmd_status
 from embuffer.config import DEFAULT_CONFIG_PATH
+from embuffer.journal.migrations import SCHEMA_VERSION
 
 if TYPE_CHECKING:  # argparse's sub-command holder has no public name
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -26,7 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"configuration file (default {DEFAULT_CONFIG_PATH})",
     )
     parser.add_argument("--verbose", "-v", action="store_true")
-    parser.add_argument("--version", action="version", version=f"embuffer {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"embuffer {__version__} (journal schema version {SCHEMA_VERSION})",
+        help="print the release and the journal schema version it reads and writes",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     # the order here is the order `embuffer --help` lists them in
     _add_config(commands)

@@ -16,6 +16,9 @@ EXIT_LOCKED = 75  # EX_TEMPFAIL: another instance holds the journal
 EXIT_INCOMPLETE = 1  # the command ran but could not finish its job (told in the log)
 EXIT_SOFTWARE = 70  # EX_SOFTWARE: a worker thread died; systemd restarts the service
 EXIT_JOURNAL_REPLACED = 74  # EX_IOERR: the journal was deleted or replaced under the service
+# EX_DATAERR: the journal was written by a newer embuffer; nothing was written to it. The units
+# do not restart on it (RestartPreventExitStatus): only installing that release helps.
+EXIT_JOURNAL_TOO_NEW = 65
 
 
 class OneLineFormatter(logging.Formatter):

@@ -25,7 +25,7 @@ from embuffer.ingest.verifiers import Verifiers
 from embuffer.journal import Movie
 from embuffer.journal import queries as q
 from embuffer.safecopy import leftovers
-from embuffer.safecopy.copy import Ownership
+from embuffer.safecopy.copy import CopyAborted, Ownership
 from embuffer.safecopy.transfer import SourceRewritten
 
 log = logging.getLogger("embuffer.recovery")
@@ -53,6 +53,10 @@ def recover_camera(camera: CameraConfig, rows: CameraRows, verifiers: Verifiers)
                 verifiers.set_aside_earlier_copy(rewritten)
             except Exception as error:  # noqa: BLE001 - the camera starts anyway
                 log.error("earlier copy of %r not set aside: %r", movie.source_path, error)
+        except CopyAborted:
+            # stopped while re-reading a copy: each row left is repaired at the next start
+            log.info("stopping during recovery of camera %s", camera.host)
+            break
         except Exception as error:  # noqa: BLE001 - the camera starts anyway; retried later
             log.error("recover %r failed: %r; will retry", movie.source_path, error)
     return waiting

@@ -24,6 +24,7 @@ from embuffer.ingest.room import QUARANTINE_WAITS, record_wait
 from embuffer.ingest.rows import CameraRows
 from embuffer.journal import JournalReplaced
 from embuffer.safecopy import nofollow
+from embuffer.safecopy.hashing import CopyAborted
 from embuffer.safecopy.partials import PARTIAL_SUFFIX
 from embuffer.safecopy.space import NoRoom
 from embuffer.safecopy.transfer import (
@@ -139,6 +140,10 @@ class Verifiers:
                 done = self._publish_verify_remove(item, movie_id)
             except SourceRewritten as rewritten:
                 self.set_aside_earlier_copy(rewritten)
+            except CopyAborted:
+                # the service is stopping: the copy is published and whole, its re-read
+                # and the camera copy's removal wait for the next start (recover)
+                log.info("stopping: movie %d is verified at the next start", movie_id)
             except SourceBusy as busy:
                 done = self._busy(movie_id, busy)
             except (OSError, VerificationFailed) as error:

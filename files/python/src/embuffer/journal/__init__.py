@@ -2,10 +2,12 @@
 
 The package owns every SQL statement on the journal's tables: `store` the connection, rows
 and settings, `queries` the questions and updates several parts of embuffer share, `schema`
-the tables, `movie` the typed row and its states, `lock` one process per service.
+the tables, `migrations` the schema's version and how an older journal is brought to it,
+`movie` the typed row and its states, `lock` one process per service.
 """
 
 from embuffer.journal.lock import JournalLocked, ServiceLock
+from embuffer.journal.migrations import SCHEMA_VERSION, JournalTooNew
 from embuffer.journal.movie import (
     ACTIVE_INGEST_STATES,
     COPIED,
@@ -35,6 +37,7 @@ __all__ = [
     "QUARANTINED",
     "RELEASED",
     "REMOVED",
+    "SCHEMA_VERSION",
     "SEEN",
     "VANISHED",
     "VERIFIED",
@@ -42,6 +45,7 @@ __all__ = [
     "Journal",
     "JournalLocked",
     "JournalReplaced",
+    "JournalTooNew",
     "Movie",
     "ServiceLock",
 ]

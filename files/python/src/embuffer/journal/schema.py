@@ -1,8 +1,10 @@
-"""The journal's tables, and the columns that older journals get when they are opened."""
+"""The journal's schema of version 1 (migrations.py): the tables and indexes, and the columns
+that journals of earlier releases gained one by one, in the order they were added.
+
+Migration 1 creates from these whatever a journal lacks, and so does every new journal, so
+they are never changed again: a later change of the schema is a migration of its own."""
 
 from __future__ import annotations
-
-import sqlite3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS movies (
@@ -91,7 +93,7 @@ CREATE TABLE IF NOT EXISTS session_flags (session_name TEXT PRIMARY KEY, keep IN
 """
 
 
-# Columns added after the first release, with their types: older journals get them on open.
+# Columns added to `movies` before the journal had versions, with their types.
 ADDED_COLUMNS = (
     ("instrument_id", "INTEGER"),  # InstrumentData row of the camera (outage registration)
     ("frame_path_registered", "INTEGER"),  # 0: buffer frame path to record for Appion; 1: done
@@ -103,15 +105,3 @@ ADDED_COLUMNS = (
     ("buffer_inode", "INTEGER"),
     ("buffer_device", "INTEGER"),
 )
-
-
-def add_missing_columns(connection: sqlite3.Connection) -> None:
-    present = {str(row[1]) for row in connection.execute("PRAGMA table_info(movies)")}
-    for name, kind in ADDED_COLUMNS:
-        if name not in present:
-            try:
-                connection.execute(f"ALTER TABLE movies ADD COLUMN {name} {kind}")
-            except sqlite3.OperationalError as error:
-                # two processes opening an old journal at once: the other one added it
-                if "duplicate column" not in str(error):
-                    raise

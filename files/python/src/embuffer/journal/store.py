@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from embuffer.journal.escape import one_line
+from embuffer.journal.migrations import bring_up_to_date
 from embuffer.journal.movie import ACTIVE_INGEST_STATES, PURGED, QUARANTINED, Movie
-from embuffer.journal.schema import SCHEMA, add_missing_columns
 
 
 class JournalReplaced(BaseException):  # noqa: N818 - not an Exception: no handler may catch it
@@ -56,14 +56,9 @@ class Journal:
         # (measured: up to ~100 ms per write while a verifier thread commits).
         self._write_lock = threading.RLock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Closed at once: `with connection` only commits, and the open connection lingered
-        # until the garbage collector found it, keeping the WAL from being checkpointed away.
-        connection = self._connect()
-        try:
-            connection.executescript(SCHEMA)
-            add_missing_columns(connection)
-        finally:
-            connection.close()
+        # Before any connection of ours writes: a journal of a newer release is refused
+        # untouched (JournalTooNew), an older one migrated (migrations.py).
+        bring_up_to_date(path)
         opened = os.stat(os.path.realpath(path))
         self._identity = (opened.st_dev, opened.st_ino)
 

@@ -6,6 +6,7 @@ images that embuffer flips, rotates or scales like Leginon's processing expects.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from pathlib import Path
@@ -39,20 +40,28 @@ def read_mrc(path: Path) -> Any:
 
 
 def write_mrc(path: Path, image: Any, ownership: Ownership) -> None:
+    """Write `image` as an MRC2014 file that `mrcfile.validate` accepts (version, statistics
+    and machine stamp in the header), little-endian like the references Leginon writes."""
     import numpy
 
     if image.dtype.name not in _MODES:
         image = image.astype(numpy.float32)
-    image = image.astype(image.dtype.newbyteorder("<"))
-    ny, nx = image.shape[-2:]
-    nz = 1 if image.ndim == 2 else image.shape[0]
-    header = bytearray(1024)
-    struct.pack_into("<4i", header, 0, nx, ny, nz, _MODES[image.dtype.name])
-    struct.pack_into("<3i", header, 28, nx, ny, nz)  # mx, my, mz
-    struct.pack_into("<3f", header, 40, float(nx), float(ny), float(nz))  # cell size
-    struct.pack_into("<3f", header, 52, 90.0, 90.0, 90.0)  # cell angles
-    struct.pack_into("<3i", header, 64, 1, 2, 3)  # map columns, rows, sections
-    struct.pack_into("<3f", header, 76, float(image.min()), float(image.max()), float(image.mean()))
-    header[208:212] = b"MAP "
-    header[212:216] = b"\x44\x44\x00\x00"
-    replace_file(path, bytes(header) + image.tobytes(), ownership)
+    image = numpy.ascontiguousarray(image, dtype=image.dtype.newbyteorder("<"))
+    replace_file(path, mrc_bytes(image), ownership)
+
+
+def mrc_bytes(image: Any) -> bytes:
+    """The whole file in memory: `replace_file` then writes it under a temporary name, with
+    the session owner's ownership, and renames it into place, like every other file."""
+    from mrcfile.mrcinterpreter import MrcInterpreter
+
+    stream = io.BytesIO()
+    writer = MrcInterpreter()
+    # mrcfile's documented way to write a new file to a stream: default header, then stream
+    writer._create_default_attributes()
+    writer._iostream = stream
+    writer.set_data(image)  # sets mode, dimensions, min/max/mean/rms from the data
+    # 1 Å per pixel, the cell Leginon writes when it knows no pixel size (xlen = nx)
+    writer.voxel_size = 1.0
+    writer.flush()
+    return stream.getvalue()

@@ -1,6 +1,6 @@
 """The `[client]` group of a my.cnf-style option file, read as the MySQL client reads it.
 
-The one reader of these rules in embuffer; `ansible/module_utils/leginondb.py` (which runs
+The one reader of these rules in embuffer; `plugins/module_utils/leginondb.py` (which runs
 on hosts without this package) follows the same rules, and a test feeds both the same files:
 - `[group]` headers; only `[client]` counts; `#` and `;` start comment lines;
 - `name = value`, or a bare `name` (an empty value); names lower-cased, `-` read as `_`;

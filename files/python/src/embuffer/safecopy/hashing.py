@@ -7,6 +7,7 @@ xxh3-128 over the bytes; a folder's hash is taken over the sorted manifest of it
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,8 +18,17 @@ from embuffer.safecopy import nofollow
 CHUNK_BYTES = 8 * 1024 * 1024
 
 
-def hash_file(path: Path, *, drop_cache: bool = False) -> tuple[int, str]:
-    """Size and xxh3-128 of a file; with drop_cache the bytes come from the device."""
+class CopyAborted(Exception):
+    """A stop was requested mid-copy (the temporary file has been removed) or mid re-read
+    (the published copy stays as it is, its row unverified)."""
+
+
+def hash_file(
+    path: Path, *, drop_cache: bool = False, stop: threading.Event | None = None
+) -> tuple[int, str]:
+    """Size and xxh3-128 of a file; with drop_cache the bytes come from the device. A stop
+    ends it between chunks (CopyAborted): a re-read of a multi-GB movie would otherwise hold
+    up the service's stop for as long as the device takes to read it."""
     hasher = xxhash.xxh3_128()
     size = 0
     fd = nofollow.open_file(path)
@@ -29,6 +39,8 @@ def hash_file(path: Path, *, drop_cache: bool = False) -> tuple[int, str]:
         buffer = bytearray(CHUNK_BYTES)
         view = memoryview(buffer)
         while True:
+            if stop is not None and stop.is_set():
+                raise CopyAborted(str(path))
             count = os.readv(fd, [buffer])
             if not count:
                 break
@@ -96,17 +108,19 @@ def manifest_hash(manifest: list[tuple[str, int, str]]) -> str:
 
 
 def hash_tree(
-    folder: Path, *, drop_cache: bool = False
+    folder: Path, *, drop_cache: bool = False, stop: threading.Event | None = None
 ) -> tuple[int, str, list[tuple[str, int, str]]]:
     manifest = []
     for member in tree_members(folder):
-        size, digest = hash_file(folder / member, drop_cache=drop_cache)
+        size, digest = hash_file(folder / member, drop_cache=drop_cache, stop=stop)
         manifest.append((str(member), size, digest))
     return sum(size for _, size, _ in manifest), manifest_hash(manifest), manifest
 
 
-def hash_path(path: Path, *, drop_cache: bool = False) -> tuple[int, str]:
+def hash_path(
+    path: Path, *, drop_cache: bool = False, stop: threading.Event | None = None
+) -> tuple[int, str]:
     if nofollow.is_folder(path):
-        size, digest, _ = hash_tree(path, drop_cache=drop_cache)
+        size, digest, _ = hash_tree(path, drop_cache=drop_cache, stop=stop)
         return size, digest
-    return hash_file(path, drop_cache=drop_cache)
+    return hash_file(path, drop_cache=drop_cache, stop=stop)

@@ -156,7 +156,9 @@ class Transfer:
         fewer: a crash before that commit simply verifies again)."""
         movie = self.journal.movie(movie_id)
         dest = movie.dest
-        size, digest = hash_path(dest, drop_cache=True)
+        # A stop ends the re-read (CopyAborted): the row stays copied, the published copy
+        # whole, the camera copy kept; the next start re-reads it (recover).
+        size, digest = hash_path(dest, drop_cache=True, stop=self.stop)
         if (size, digest) != (movie.size, movie.hash):
             # Our copy is bad and the source is intact: discard the copy, retry later.
             self.journal.event(

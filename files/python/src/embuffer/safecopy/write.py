@@ -18,7 +18,7 @@ from pathlib import Path
 import xxhash
 
 from embuffer.safecopy import nofollow
-from embuffer.safecopy.hashing import CHUNK_BYTES
+from embuffer.safecopy.hashing import CHUNK_BYTES, CopyAborted
 from embuffer.safecopy.ownership import Ownership, apply_ownership
 from embuffer.safecopy.partials import PARTIAL_SUFFIX, partial_prefix, remove_partials
 from embuffer.safecopy.publish import DestinationExists, exists_in, unlink_quietly
@@ -56,10 +56,7 @@ def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
 _start_writeback = _load_sync_file_range()
 
 Progress = Callable[[int], None]
-
-
-class CopyAborted(Exception):
-    """A stop was requested mid-copy; the temporary file has been removed."""
+__all__ = ["CopyAborted", "CopyResult", "Progress", "SourceChanged", "write_partial"]
 
 
 class SourceChanged(Exception):

@@ -179,20 +179,19 @@ def switch_gauges(db: sqlite3.Connection) -> Iterator[Metric]:
 
 
 def forecast_gauges(db: sqlite3.Connection, buffer_root: Path, now: float) -> Iterator[Metric]:
-    per_hour = events.intake_bytes_per_hour(db, now)
-    yield gauge(
-        "embuffer_buffer_intake_bytes_per_hour",
-        f"Mean intake over the last {events.FORECAST_WINDOW_SECONDS / 3600:.0f} h",
-        per_hour,
-    )
+    """When the buffer fills at the recent intake: the same forecast as `embuffer status`.
+    The intake itself is not exported as a rate: Prometheus computes it from the
+    embuffer_{ingested,adopted}_bytes_total counters with rate()."""
+    per_second = events.intake_bytes_per_hour(db, now) / 3600.0
     try:
         free = float(shutil.disk_usage(buffer_root).free)
     except OSError:
         return
     yield gauge(
-        "embuffer_buffer_hours_until_full",
-        "Free space over the recent intake rate (+Inf: no intake)",
-        free / per_hour if per_hour > 0 else math.inf,
+        "embuffer_buffer_time_to_full_seconds",
+        f"Free space over the mean intake of the last "
+        f"{events.FORECAST_WINDOW_SECONDS / 3600:.0f} h (+Inf: no intake)",
+        free / per_second if per_second > 0 else math.inf,
     )
 
 

@@ -23,7 +23,7 @@ description:
     it is a table copy during which Leginon cannot write to C(CameraEMData), so run it
     between sessions; on InnoDB the build is online.
 author:
-  - embuffer contributors
+  - embuffer contributors (@embuffer)
 requirements:
   - PyMySQL on the host that runs the module (C(python3-pymysql) on Debian/Ubuntu).
 extends_documentation_fragment:
@@ -87,7 +87,7 @@ notes:
   - Several buffer servers may run this at once; the ones that find the index made by
     another meanwhile report no change.
 seealso:
-  - module: leginon_buffer_host
+  - module: embuffer.buffer.leginon_buffer_host
 """
 
 EXAMPLES = r"""
@@ -141,7 +141,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.leginondb import (
+from ansible_collections.embuffer.buffer.plugins.module_utils.leginondb import (
     LeginonDBError,
     leginondb_argument_spec,
     run_against_leginondb,

@@ -32,7 +32,7 @@ description:
     O(other_enabled_rows) says whether to refuse (naming the rows) or to disable them too;
     O(reenable_rows) puts exactly those rows back when the outage ends.
 author:
-  - embuffer contributors
+  - embuffer contributors (@embuffer)
 requirements:
   - PyMySQL on the host that runs the module (C(python3-pymysql) on Debian/Ubuntu).
 extends_documentation_fragment:
@@ -340,7 +340,7 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible.module_utils.leginon_bufferhost import (
+from ansible_collections.embuffer.buffer.plugins.module_utils.leginon_bufferhost import (
     APPEND_COLUMN,
     BOOLEAN_FIELDS,
     TABLE,
@@ -352,13 +352,13 @@ from ansible.module_utils.leginon_bufferhost import (
     public_row,
     select_row,
 )
-from ansible.module_utils.leginon_bufferrules import (
+from ansible_collections.embuffer.buffer.plugins.module_utils.leginon_bufferrules import (
     OTHER_ROW_MODES,
     camera_rows,
     plan_rules,
     rule_summary,
 )
-from ansible.module_utils.leginondb import (
+from ansible_collections.embuffer.buffer.plugins.module_utils.leginondb import (
     describe_target,
     leginondb_argument_spec,
     run_against_leginondb,

@@ -35,7 +35,7 @@ options:
     type: path
     default: /sys/bus/pci/devices
 author:
-  - embuffer contributors
+  - embuffer contributors (@embuffer)
 """
 
 EXAMPLES = r"""

@@ -12,8 +12,16 @@ This module finds those rows and plans what to do with them: refuse, or disable 
 re-enable exactly them when the outage ends.
 """
 
-from ansible.module_utils.leginon_bufferhost import COLUMNS, TABLE, column_sql, public_row
-from ansible.module_utils.leginondb import LeginonDBError, quote_identifier
+from ansible_collections.embuffer.buffer.plugins.module_utils.leginon_bufferhost import (
+    COLUMNS,
+    TABLE,
+    column_sql,
+    public_row,
+)
+from ansible_collections.embuffer.buffer.plugins.module_utils.leginondb import (
+    LeginonDBError,
+    quote_identifier,
+)
 
 OTHER_ROW_MODES = ("fail", "disable")
 

@@ -10,7 +10,10 @@ that change the database are the CREATE TABLE of missing_tables, outside check m
 
 import re
 
-from ansible.module_utils.leginondb import LeginonDBError, quote_identifier
+from ansible_collections.embuffer.buffer.plugins.module_utils.leginondb import (
+    LeginonDBError,
+    quote_identifier,
+)
 
 TABLE = "BufferHostData"
 INSTRUMENTS = "InstrumentData"

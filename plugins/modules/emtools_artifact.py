@@ -58,7 +58,7 @@ options:
 extends_documentation_fragment:
   - ansible.builtin.files
 author:
-  - embuffer contributors
+  - embuffer contributors (@embuffer)
 """
 
 EXAMPLES = r"""
