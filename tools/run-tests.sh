@@ -22,6 +22,8 @@ if [[ $stage == all || $stage == lint ]]; then
   python tools/check_role_specs.py
   step "one version for the package, the collection and the roles; release-note fragments"
   python tools/check_versions.py
+  step "the dependency locks match pyproject.toml"
+  bash tools/refresh-lock.sh --check
   antsibull-changelog lint
   step "ansible-lint (production profile)"
   ansible-lint --profile production

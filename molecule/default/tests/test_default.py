@@ -204,7 +204,7 @@ def test_systemd_rates_the_unit_under_its_threshold(host, unit):
     threshold = EXPOSURE_THRESHOLDS[unit]
     # systemd takes the threshold in tenths: 2.4 is --threshold=24
     tenths = round(threshold * 10)
-    result = host.run("systemd-analyze security --no-pager --threshold=%s %s", tenths, unit)
+    result = host.run("systemd-analyze security --no-pager --threshold=%s %s", str(tenths), unit)
     report = result.stdout
     print(f"\n$ systemd-analyze security --threshold={tenths} {unit}\n{report}")
     verdict = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", report)
