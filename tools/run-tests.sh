@@ -24,6 +24,10 @@ if [[ $stage == all || $stage == lint ]]; then
   python tools/check_versions.py
   step "the dependency locks match pyproject.toml"
   bash tools/refresh-lock.sh --check
+  step "the previous release the upgrade scenario starts from (molecule/upgrade/previous)"
+  (cd molecule/upgrade/previous &&
+   awk '$1=="sha256:"{sum=$2} $1=="archive:"{file=$2} END{print sum "  " file}' release.yml \
+     | sha256sum --check --strict)
   antsibull-changelog lint
   step "ansible-lint (production profile)"
   ansible-lint --profile production

@@ -1,3 +1,3 @@
 """embuffer: the buffer (ingestion) server for cryo-EM facilities."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
