@@ -35,9 +35,6 @@ from pathlib import Path
 from embuffer.journal.schema import ADDED_COLUMNS, SCHEMA
 
 log = logging.getLogger("embuffer.journal")
-# SQLite's file header: the magic string, and user_version as a 4-byte big-endian integer.
-_HEADER_MAGIC = b"SQLite format 3\x00"
-_USER_VERSION_OFFSET = 60
 
 
 class JournalTooNew(Exception):
@@ -93,22 +90,21 @@ def pre_migration_copy(journal_path: Path, version: int) -> Path:
 
 def journal_version(journal_path: Path) -> int:
     """The schema version of the journal at `journal_path` (0 for none yet), read without
-    writing to it: from the file header when there is no write-ahead log (the file is then
-    the whole journal), else through a read-only connection, which reads the log too."""
+    writing to it, through a read-only SQLite connection (which reads the write-ahead log
+    too). Never by opening the file ourselves: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, the locks of its own SQLite connections included,
+    and another process may then checkpoint the log away under them (a malformed journal,
+    seen after kill -9 in test_archive_purge)."""
     try:
-        with open(journal_path, "rb") as stream:
-            header = stream.read(100)
+        if os.stat(journal_path).st_size == 0:
+            return 0  # SQLite's own empty file: nothing written yet
     except FileNotFoundError:
         return 0
-    if not header:
-        return 0  # SQLite's own empty file: nothing written yet
-    if not header.startswith(_HEADER_MAGIC) or len(header) < 100:
-        raise sqlite3.DatabaseError(f"journal {journal_path} is not an SQLite database")
-    if not os.path.exists(f"{os.path.realpath(journal_path)}-wal"):
-        return int.from_bytes(header[_USER_VERSION_OFFSET : _USER_VERSION_OFFSET + 4], "big")
     connection = sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True, timeout=60)
     try:
         return int(connection.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.DatabaseError as error:
+        raise sqlite3.DatabaseError(f"journal {journal_path}: {error}") from error
     finally:
         connection.close()
 
