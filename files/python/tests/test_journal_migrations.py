@@ -281,6 +281,37 @@ def written_files(folder: Path) -> dict[str, str]:
     }
 
 
+def test_a_hot_rollback_journal_left_by_a_power_cut_is_rolled_back(tmp_path: Path) -> None:
+    """A power cut during a transaction in rollback mode (the first one of a new journal,
+    which turns it to WAL, is one) leaves the journal's pages half-written and a hot
+    `-journal` beside it. The next start must roll it back and go on, not fail for good
+    with "attempt to write a readonly database" (test_powercut found it)."""
+    writing = tmp_path / "writing"
+    writing.mkdir()
+    journal_path = writing / "journal.sqlite"
+    setup = sqlite3.connect(journal_path, isolation_level=None)
+    setup.execute("CREATE TABLE filler (payload BLOB)")
+    setup.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) "
+        "INSERT INTO filler SELECT zeroblob(3000) FROM n"
+    )
+    setup.execute("PRAGMA user_version = 0")
+    setup.close()
+    writer = sqlite3.connect(journal_path, isolation_level=None)
+    writer.execute("PRAGMA cache_size = 2")  # too small: changed pages spill to the file
+    writer.execute("BEGIN")
+    writer.execute("PRAGMA user_version = 7")
+    writer.execute("UPDATE filler SET payload = randomblob(3000)")
+    cut = tmp_path / "after-the-cut"
+    shutil.copytree(writing, cut)  # what the disk held at the cut, the journal hot
+    writer.execute("ROLLBACK")
+    writer.close()
+    assert (cut / "journal.sqlite-journal").stat().st_size > 0
+    assert migrations.journal_version(cut / "journal.sqlite") == 0  # the last commit's
+    Journal(cut / "journal.sqlite").close()
+    assert version_of(cut / "journal.sqlite") == SCHEMA_VERSION
+
+
 @pytest.mark.parametrize("in_wal", [False, True], ids=["checkpointed", "in-the-wal"])
 def test_a_newer_journal_is_refused_untouched(tmp_path: Path, in_wal: bool) -> None:
     journal_path = copy_fixture("journal-schema-1-main.sqlite", tmp_path)

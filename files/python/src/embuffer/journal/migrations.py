@@ -89,18 +89,27 @@ def pre_migration_copy(journal_path: Path, version: int) -> Path:
 
 
 def journal_version(journal_path: Path) -> int:
-    """The schema version of the journal at `journal_path` (0 for none yet), read without
-    writing to it, through a read-only SQLite connection (which reads the write-ahead log
-    too). Never by opening the file ourselves: closing any descriptor of a file drops every
-    POSIX lock this process holds on it, the locks of its own SQLite connections included,
-    and another process may then checkpoint the log away under them (a malformed journal,
-    seen after kill -9 in test_archive_purge)."""
+    """The schema version of the journal at `journal_path` (0 for none yet), read through a
+    SQLite connection that writes nothing of ours: it reads the write-ahead log too.
+
+    Never by opening the file ourselves: closing any descriptor of a file drops every POSIX
+    lock this process holds on it, the locks of its own SQLite connections included, and
+    another process may then checkpoint the log away under them (a malformed journal, seen
+    after kill -9 in test_archive_purge).
+
+    The connection may write (mode=rw, which never creates the file): a power cut during a
+    transaction in rollback mode, such as the one that turns a new journal to WAL, leaves a
+    hot `-journal` beside it, and only a connection allowed to write can roll it back; a
+    read-only one fails with "attempt to write a readonly database" and the service would
+    never start again (test_powercut, cut just after that transaction). Rolling back is
+    SQLite restoring its last commit, never a change of schema, so a newer release's journal
+    is still left as that release committed it."""
     try:
         if os.stat(journal_path).st_size == 0:
             return 0  # SQLite's own empty file: nothing written yet
     except FileNotFoundError:
         return 0
-    connection = sqlite3.connect(f"file:{journal_path}?mode=ro", uri=True, timeout=60)
+    connection = sqlite3.connect(f"file:{journal_path}?mode=rw", uri=True, timeout=60)
     try:
         return int(connection.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.DatabaseError as error:
