@@ -118,8 +118,12 @@ def test_the_upgrade_stopped_the_previous_ingest_in_the_middle_of_a_big_copy(buf
     assert record["partial"].startswith(BUFFER_ROOT + "/")
     before = json.loads(buffer_1.file(f"{CAMERA_STATE}/journal-before.json").content_string)
     figures["journal version before the upgrade"] = before["user_version"]
-    # Above it when the new code (the purge timer, say) ran before the ingest's restart.
     figures["journal version at SIGTERM"] = record["journal_user_version"]
+    # The purge timer fires every 15 s here (molecule.yml): had it started the new release
+    # before the previous ingest stopped, the journal would be migrated already.
+    assert record["journal_user_version"] == before["user_version"], (
+        "the new release ran (and migrated the journal) while the previous one still ran"
+    )
     # That copy is gone now: published by one of the two releases, or rolled back and redone.
     assert not buffer_1.file(record["partial"]).exists
 
@@ -228,6 +232,12 @@ def test_both_buffer_servers_run_the_current_tree(buffer_1, buffer_2):
             "/opt/embuffer/venv",
         )
         assert float(installed) >= int(started), "the package was not installed by the upgrade"
+        # The venv of the previous release's layout made way for a link to the release.
+        venv = host.file("/opt/embuffer/venv")
+        assert venv.is_symlink, "/opt/embuffer/venv is not the link to the release in use"
+        releases = host.check_output("ls /opt/embuffer/releases").split()
+        assert venv.linked_to == f"/opt/embuffer/releases/{releases[0]}", (venv.linked_to, releases)
+        assert releases[0].startswith(f"{tree_version}-py3."), releases
         assert host.check_output("systemctl list-units --failed --plain --no-legend") == ""
         for unit in DAEMONS + ["embuffer-purge.timer"]:
             service = host.service(unit)
@@ -253,6 +263,11 @@ def test_figures_of_the_upgrade(buffer_1):
     assert starts, "the ingest never started again after the upgrade's restart"
     back = starts[0]["at"]
     down = back - record["sigterm_at"]
+    # The purge timer fired during the upgrade (every 15 s here), and every run before the
+    # switch was the previous release's: the journal was still at its version at SIGTERM.
+    purges = unit_events(buffer_1, "embuffer-purge.service", started)
+    purges_before = [e for e in purges if e["job"] == "start" and e["at"] < record["sigterm_at"]]
+    assert purges_before, "the purge timer never fired during the upgrade: the test proves nothing"
     published = read_journal(
         buffer_1,
         f"SELECT MIN(buffer_visible_at) AS first FROM movies WHERE buffer_visible_at > {back}",
@@ -267,6 +282,7 @@ def test_figures_of_the_upgrade(buffer_1):
                 record["sigterm_at"] - record["asked_at"], 1
             ),
             "ingest down, SIGTERM to new ingest started (s)": round(down, 1),
+            "purge runs during the upgrade, before the switch": len(purges_before),
             "SIGTERM to first movie published by the new ingest (s)": (
                 round(published - record["sigterm_at"], 1) if published else None
             ),
