@@ -45,7 +45,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import CAMERA_HOST, REPO, BenchHost, bench_host, embuffer, percentile
+from common import CAMERA_HOST, NO_RESERVE, REPO, BenchHost, bench_host, embuffer, percentile
 from support.movies import mrc_bytes
 from support.smb_share import SmbCameraShare, SmbRequests, unavailable_reason
 
@@ -123,7 +123,7 @@ root = "{self.host.path("buffer")}"
 hostname = "bench-buffer"
 quarantine = "{self.host.path("quarantine")}"
 journal = "{self.host.journal}"
-
+{NO_RESERVE}
 [database]
 credentials = "{self.host.root / "leginondb.cnf"}"
 

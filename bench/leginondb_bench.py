@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
-from common import compile_package, embuffer
+from common import NO_RESERVE, compile_package, embuffer
 from embuffer.leginon.credentials import Credentials
 from embuffer.leginon.db import LeginonDB
 from embuffer.leginon.matching import explain_miss, find_image, load_session
@@ -197,7 +197,7 @@ def ingest_once_seconds(server: MariaDBServer, rounds: int) -> float:
         (root / "embuffer.toml").write_text(
             f'[buffer]\nroot = "{root / "buffer"}"\nhostname = "bench"\n'
             f'quarantine = "{root / "quarantine"}"\njournal = "{root / "state" / "j.sqlite"}"\n'
-            f'[database]\ncredentials = "{root / "leginondb.cnf"}"\n'
+            f'{NO_RESERVE}[database]\ncredentials = "{root / "leginondb.cnf"}"\n'
             f'[[camera]]\nhost = "{CAMERAS[0][0]}"\npath = "{root / "camera"}"\n'
             f"check_days = {CHECK_DAYS}\ngrace_minutes = 0\nsettle_seconds = 1\n"
         )

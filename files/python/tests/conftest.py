@@ -78,7 +78,21 @@ class BufferHost:
     def config_path(self) -> Path:
         return self.root / "embuffer.toml"
 
-    def write_config(self, camera_extra: str = "", extra: str = "", **camera: object) -> Path:
+    def write_config(
+        self,
+        camera_extra: str = "",
+        extra: str = "",
+        reserve_percent: float | None = 0,
+        **camera: object,
+    ) -> Path:
+        """embuffer.toml for this host; `reserve_percent=None` leaves the code's default.
+
+        The reserve is 0 unless a test asks: these buffers lie on the test machine's own disk,
+        whose free share no test chooses (CI's was 9.9 % free, under the default 10 % reserve,
+        and every quarantine waited for room). The reserve is tested on filesystems of a known
+        size (test_space_budget.py).
+        """
+        reserve = "" if reserve_percent is None else f"reserve_percent = {reserve_percent}\n"
         settings = {
             "check_days": 10,
             "grace_minutes": 20,
@@ -95,7 +109,7 @@ class BufferHost:
             hostname = "{BUFFER_HOSTNAME}"
             quarantine = "{self.quarantine}"
             journal = "{self.journal}"
-
+            {reserve}
             [database]
             credentials = "{self.credentials}"
 

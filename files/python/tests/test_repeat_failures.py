@@ -263,10 +263,7 @@ def test_a_full_buffer_or_a_vanished_share_holds_no_file(host, registered, monke
 def test_no_room_to_quarantine_a_clashing_copy_is_a_room_wait_not_a_failure(
     host, registered, monkeypatch
 ):
-    host.write_config()
-    journal_line = f'journal = "{host.journal}"\n'
-    text = host.config_path.read_text()  # quarantine stops at once; placed movies do not
-    host.config_path.write_text(text.replace(journal_line, journal_line + "reserve_percent = 99\n"))
+    host.write_config(reserve_percent=99)  # quarantine stops at once; placed movies do not
     host.leginon.acquisition(registered["session"], registered["camera"], FRAMES_CLASH, "clash_1")
     source = host.camera / f"{FRAMES_CLASH}.mrc"
     source.write_bytes(mrc_bytes(8, 8, 2, seed=9))

@@ -73,15 +73,9 @@ def as_staff(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def configure(site: Site, reserve_percent: float | None = None) -> None:
-    """Unmatched files go to quarantine at once (no grace); an explicit reserve if given."""
-    site.host.write_config(grace_minutes=0)
+    """Unmatched files go to quarantine at once (no grace); the default reserve unless given."""
+    site.host.write_config(grace_minutes=0, reserve_percent=reserve_percent)
     os.chown(site.host.credentials, SERVICE_UID, SERVICE_UID)  # 0600, the account's (the role)
-    if reserve_percent is not None:
-        text = site.host.config_path.read_text()
-        journal_line = f'journal = "{site.host.journal}"\n'
-        site.host.config_path.write_text(
-            text.replace(journal_line, journal_line + f"reserve_percent = {reserve_percent}\n")
-        )
 
 
 @contextmanager
