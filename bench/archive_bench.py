@@ -15,12 +15,14 @@ import argparse
 import shutil
 import sqlite3
 import subprocess
+import sys
 
 from common import (
     BenchHost,
     add_throughput_arguments,
     drop_caches,
     embuffer,
+    judged_in,
     report_throughput,
     throughput_host,
     timed,
@@ -28,7 +30,7 @@ from common import (
 from ingest_bench import make_master, stage
 
 
-def throughput(host: BenchHost, names: list[str], rounds: int) -> None:
+def throughput(host: BenchHost, names: list[str], rounds: int) -> bool:
     total = stage(host, names, ["true"])
     subprocess.run(
         embuffer("--config", str(host.config), "ingest", "--once"),
@@ -66,11 +68,12 @@ def throughput(host: BenchHost, names: list[str], rounds: int) -> None:
         ).fetchone()
         connection.close()
         assert archived == len(names), f"only {archived} of {len(names)} archived"
-    report_throughput(
+    return report_throughput(
         f"archive throughput, {host.layout} layout, {len(names)} movies",
         total,
         results,
         ["embuffer archive"],
+        judged_in(host.layout, ("embuffer archive",)),
     )
 
 
@@ -95,11 +98,14 @@ def main() -> None:
     host, layouts = throughput_host(args, copies=2.5)
     try:
         names = make_master(host, args.movies, args.size_mib)
+        met = True
         for layout in layouts:
             host.use(layout)
-            throughput(host, names, args.rounds)
+            met &= throughput(host, names, args.rounds)
     finally:
         host.close()
+    if not met:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import signal
 import sqlite3
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from common import (
     add_throughput_arguments,
     drop_caches,
     embuffer,
+    judged_in,
     percentile,
     report_throughput,
     summary,
@@ -88,7 +90,7 @@ def stage(host: BenchHost, names: list[str], warm: list[str]) -> int:
     return total
 
 
-def throughput(host: BenchHost, names: list[str], rounds: int) -> None:
+def throughput(host: BenchHost, names: list[str], rounds: int) -> bool:
     results: dict[str, list[float]] = {}
     camera = host.path("camera")
     ingest = embuffer("--config", str(host.config), "ingest", "--once")
@@ -112,11 +114,12 @@ def throughput(host: BenchHost, names: list[str], rounds: int) -> None:
         assert len(landed) == len(names), f"only {len(landed)} of {len(names)} movies ingested"
         assert not list(camera.iterdir()), "camera share not emptied"
         results.setdefault(COPY_SPAN, []).append(copy_span(host))
-    report_throughput(
+    return report_throughput(
         f"ingest throughput, {host.layout} layout, {len(names)} movies",
         total,
         results,
         [ONE_SHOT, COPY_SPAN],
+        judged_in(host.layout, (ONE_SHOT,)),
     )
 
 
@@ -137,7 +140,7 @@ def copy_span(host: BenchHost) -> float:
     return float(last - first)
 
 
-def latency(host: BenchHost, files: int) -> None:
+def latency(host: BenchHost, files: int) -> bool:
     """A running ingest service; a camera writes movies one after another."""
     host.use(host.layout)
     rng = random.Random(42)
@@ -190,6 +193,7 @@ def latency(host: BenchHost, files: int) -> None:
     print(f"  close -> final name in buffer: {summary(to_visible)}")
     ok = percentile(to_start, 0.5) <= 1.5 and percentile(to_start, 0.99) <= 3.0
     print(f"  target close->copy p50 <= 1.5 s, p99 <= 3 s: {'OK' if ok else 'MISSED'}")
+    return ok
 
 
 def main() -> None:
@@ -201,14 +205,17 @@ def main() -> None:
     host, layouts = throughput_host(args, copies=1.25)
     try:
         names = make_master(host, args.movies, args.size_mib)
+        met = True
         for layout in layouts:
             host.use(layout)
-            throughput(host, names, args.rounds)
+            met &= throughput(host, names, args.rounds)
         if args.latency_files > 0:
             host.use(layouts[0])
-            latency(host, args.latency_files)
+            met &= latency(host, args.latency_files)
     finally:
         host.close()
+    if not met:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
