@@ -213,8 +213,8 @@ poll_seconds = {POLL_SECONDS}
 
     def wait_until_judged(self, waiting: int, started: float) -> float | None:
         """Seconds from `started` (wall clock, as the journal's times) until the journal holds a
-        judgement of every waiting file;
-        None at once for code whose journal has no camera_files table (an older release)."""
+        judgement of every waiting file; None at once for code whose journal has no
+        camera_files table (an older release)."""
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             judged = self._judged_files()
